@@ -1,0 +1,37 @@
+"""``factscope predict``: the model's top next tokens for a prompt."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter, print_json
+
+
+def predict(
+    prompt: Annotated[str, typer.Argument(help="Text whose next token to predict.")],
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many tokens to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """Show the top-k next tokens and their probabilities."""
+    from factscope.scoring import top_k_next_tokens
+
+    if not prompt.strip():
+        fail("The prompt is empty.")
+    adapter = load_adapter(model, device, dtype, device_map)
+    top = top_k_next_tokens(adapter, prompt, k=k)
+    if as_json:
+        print_json({"model": adapter.name, "prompt": prompt, "top": [{"token": t, "prob": p} for t, p in top]})
+        return
+    typer.echo(f"{adapter.name}: {prompt!r} →")
+    for rank, (token, prob) in enumerate(top, 1):
+        typer.echo(f"{rank:>3}. {token!r:<20} {prob:7.4f}  {'█' * int(round(prob * 40))}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(predict)

@@ -1,0 +1,174 @@
+"""Weight deltas: what every editor returns, applied and reverted bit-exactly.
+
+Usage::
+
+    delta = rome.edit(adapter, [request])      # WeightDelta; the model is untouched
+    delta.apply(adapter)                       # keeps a copy of every weight it changes
+    delta.revert(adapter)                      # restores those copies (bit-exact)
+    with delta.applied(adapter):               # apply for a block, always revert
+        ...
+    delta.save("edit.safetensors"); WeightDelta.load("edit.safetensors")
+
+An entry is low-rank (``dW = u @ v.T`` with ``u: [out, r]``, ``v: [in, r]``) or dense
+(``u`` holds ``[out, in]``, ``v`` is None), always in the (out, in) orientation of
+``LinearWeight.matrix`` whatever the module stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from factscope.models.adapter import LinearWeight, ModelAdapter
+
+
+class DeltaError(RuntimeError):
+    """A delta that does not fit the model, or is applied/reverted out of order."""
+
+
+@dataclass
+class DeltaEntry:
+    """A change to one weight matrix: ``site_kind`` names the input site of the module."""
+
+    site_kind: str  # "mlp_key" (MLP down-projection) or "attn_key" (attention output projection)
+    layer: int
+    u: torch.Tensor  # [out, r] low-rank factor, or the dense [out, in] delta
+    v: torch.Tensor | None = None  # [in, r] or None for dense
+
+    def dense(self) -> torch.Tensor:
+        """The full ``[out, in]`` change."""
+        return self.u if self.v is None else self.u @ self.v.T
+
+    @property
+    def key(self) -> str:
+        return f"{self.site_kind}.{self.layer}"
+
+
+@dataclass
+class WeightDelta:
+    """A set of weight changes plus metadata (editor, hyperparameters, requests, fingerprint)."""
+
+    entries: list[DeltaEntry]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _applied_to: int | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------- apply/revert
+    def _weights(self, adapter: ModelAdapter) -> list[tuple[DeltaEntry, LinearWeight]]:
+        pairs = []
+        for entry in self.entries:
+            weight = adapter.weight(entry.site_kind, adapter.check_layer(entry.layer))
+            out_dim, in_dim = weight.matrix.shape
+            u_ok = entry.u.shape[0] == out_dim
+            v_ok = entry.u.shape[1] == in_dim if entry.v is None else (entry.v.shape[0] == in_dim and entry.v.shape[1] == entry.u.shape[1])
+            if not (u_ok and v_ok):
+                raise DeltaError(
+                    f"Delta entry {entry.key} has shape {tuple(entry.dense().shape)} but the model's weight is "
+                    f"{(out_dim, in_dim)}: this delta was made for another model."
+                )
+            pairs.append((entry, weight))
+        return pairs
+
+    def check_model(self, adapter: ModelAdapter, *, strict: bool = False) -> None:
+        """Raise if shapes do not fit; with ``strict`` also if the model fingerprint differs."""
+        self._weights(adapter)
+        fp = self.metadata.get("model_fingerprint")
+        if strict and fp and fp != adapter.fingerprint:
+            raise DeltaError(f"Delta was made for model fingerprint {fp}, this model is {adapter.fingerprint}.")
+
+    @torch.no_grad()
+    def apply(self, adapter: ModelAdapter) -> None:
+        """Add the delta to the model's weights, keeping a copy of each changed weight."""
+        if self._applied_to is not None:
+            raise DeltaError("This delta is already applied; revert it first.")
+        pairs = self._weights(adapter)  # validates every entry before anything changes
+        originals: dict[str, torch.Tensor] = {}
+        try:
+            for entry, weight in pairs:
+                name = entry.key
+                if name not in originals:
+                    originals[name] = weight.parameter.detach().clone()
+                dense = entry.dense().to(weight.parameter.device, weight.parameter.dtype)
+                weight.parameter.add_(weight.to_storage(dense))
+        except BaseException:
+            for entry, weight in pairs:
+                if entry.key in originals:
+                    weight.parameter.copy_(originals[entry.key])
+            raise
+        self._originals = originals
+        self._applied_to = id(adapter.model)
+
+    @torch.no_grad()
+    def revert(self, adapter: ModelAdapter) -> None:
+        """Restore the weights saved by :meth:`apply` (bit-exact)."""
+        if self._applied_to is None:
+            raise DeltaError("This delta is not applied; nothing to revert.")
+        if self._applied_to != id(adapter.model):
+            raise DeltaError("This delta was applied to a different model object.")
+        for entry in self.entries:
+            if entry.key in self._originals:
+                adapter.weight(entry.site_kind, entry.layer).parameter.copy_(self._originals[entry.key])
+        self._originals = {}
+        self._applied_to = None
+
+    @contextlib.contextmanager
+    def applied(self, adapter: ModelAdapter) -> Iterator["WeightDelta"]:
+        """Apply for the duration of a ``with`` block; always revert."""
+        self.apply(adapter)
+        try:
+            yield self
+        finally:
+            self.revert(adapter)
+
+    @property
+    def is_applied(self) -> bool:
+        return self._applied_to is not None
+
+    # ------------------------------------------------------------------ storage
+    def save(self, path: str | Path) -> Path:
+        """Write tensors as safetensors, metadata as JSON inside the file's header."""
+        path = Path(path)
+        tensors: dict[str, torch.Tensor] = {}
+        layout = []
+        for i, entry in enumerate(self.entries):
+            tensors[f"{i}.u"] = entry.u.detach().cpu().contiguous()
+            if entry.v is not None:
+                tensors[f"{i}.v"] = entry.v.detach().cpu().contiguous()
+            layout.append({"site_kind": entry.site_kind, "layer": entry.layer})
+        header = {"factscope": json.dumps({"entries": layout, "metadata": self.metadata}, default=str)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=header)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WeightDelta":
+        """Read a delta written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DeltaError(f"Delta file {path} does not exist.")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                info = json.loads((handle.metadata() or {})["factscope"])
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        except (KeyError, ValueError, OSError, Exception) as err:
+            raise DeltaError(f"{path} is not a readable factscope delta file: {err}") from err
+        entries = [
+            DeltaEntry(e["site_kind"], int(e["layer"]), tensors[f"{i}.u"], tensors.get(f"{i}.v"))
+            for i, e in enumerate(info["entries"])
+        ]
+        return cls(entries, info.get("metadata", {}))
+
+    # ---------------------------------------------------------------- combining
+    @classmethod
+    def concatenate(cls, deltas: list["WeightDelta"], metadata: dict[str, Any] | None = None) -> "WeightDelta":
+        """One delta holding all entries of ``deltas`` (e.g. a sequence of edits)."""
+        entries = [entry for delta in deltas for entry in delta.entries]
+        return cls(entries, metadata or {"parts": [d.metadata for d in deltas]})

