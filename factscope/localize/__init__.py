@@ -1,0 +1,1 @@
+"""Localization: causal tracing (subject/relation corruption, severed) and the vocabulary lens."""
