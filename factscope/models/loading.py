@@ -128,9 +128,17 @@ def _convert_bundled(gguf: Path, folder: Path) -> None:
 
 def _from_folder(folder: Path | str, dtype: Any, device_map: Any, **kwargs: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map, **kwargs)
+    quiet = Path(str(folder)).is_dir()  # a local load takes well under a second: no progress bar
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map, **kwargs)
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 

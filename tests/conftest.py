@@ -1,0 +1,31 @@
+"""Shared fixtures: seeded tiny models of every architecture and the bundled model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from factscope.testing import TINY_ARCHITECTURES, tiny_adapter
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(params=TINY_ARCHITECTURES)
+def any_tiny(request: pytest.FixtureRequest):
+    """A fresh tiny adapter of each supported architecture."""
+    return tiny_adapter(request.param)
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The bundled SmolLM2-135M-Instruct adapter, loaded once per test session (do not leave it edited)."""
+    if os.environ.get("FACTSCOPE_SKIP_BUNDLED") == "1":
+        pytest.skip("FACTSCOPE_SKIP_BUNDLED=1")
+    from factscope.models import load_model
+
+    return load_model().adapter

@@ -1,0 +1,88 @@
+"""Loading: bad names fail clearly, a corrupt cache is rebuilt, and the bundled model works."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from factscope.models import ModelLoadError, load_model
+from factscope.models import loading
+from factscope.testing import tiny_model
+
+
+def test_missing_local_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "no" / "such" / "model"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "missing.gguf"))
+
+
+def test_folder_without_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="Could not load model"):
+        load_model(str(tmp_path))
+
+
+def test_device_and_device_map_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="either device or device_map"):
+        load_model("x", device="cpu", device_map="auto")
+
+
+def test_bad_dtype() -> None:
+    with pytest.raises(ValueError, match="Unknown dtype"):
+        load_model(None, dtype="float7")
+
+
+def test_local_folder_loads(tmp_path: Path) -> None:
+    model, tok = tiny_model("gpt2")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    model2, tok2, adapter = loaded
+    assert adapter.n_layers == 4 and adapter.spec.name == "gpt2"
+    assert not model2.training
+
+
+def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "bundled"
+    builds = []
+
+    def fake_convert(_gguf: Path, target: Path) -> None:
+        model, tok = tiny_model("llama")
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target)
+        tok.save_pretrained(target)
+        (target / loading._COMPLETE_MARKER).write_text("{}")
+        builds.append(target)
+
+    monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
+    monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
+    monkeypatch.setattr(loading, "_convert_bundled", fake_convert)
+    load_model()
+    assert len(builds) == 1
+    load_model()  # served from the cache
+    assert len(builds) == 1
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.warns(UserWarning, match="unreadable"):
+        loaded = load_model()
+    assert len(builds) == 2 and loaded.adapter.n_layers == 4
+
+
+@pytest.mark.bundled
+def test_bundled_model_predicts_french(bundled) -> None:
+    from factscope.scoring import top_k_next_tokens
+
+    top = top_k_next_tokens(bundled, "Danielle Darrieux's mother tongue is", k=3)
+    assert top[0][0] == " French"
+    assert bundled.n_layers == 30 and bundled.d_model == 576 and bundled.d_mlp == 1536
+
+
+@pytest.mark.bundled
+def test_bundled_model_loads_fast_from_cache(bundled) -> None:
+    # The session fixture already built the cache; a reload reads safetensors only.
+    start = time.perf_counter()
+    load_model()
+    elapsed = time.perf_counter() - start
+    print(f"bundled reload: {elapsed:.2f}s")
+    assert (loading._bundled_cache_folder(loading.bundled_gguf_path()) / "model.safetensors").is_file()
