@@ -1,0 +1,189 @@
+"""``factscope lens``, ``lens-dataset`` and ``dynamics``: the vocabulary lens and component dynamics.
+
+Usage::
+
+    factscope lens "Vinson Massif is located in the continent of" --subject "Vinson Massif" \\
+        --position lr --k 10 --object Antarctica
+    factscope lens-dataset --data known_1000.json --attributes relation_related_attributes.json --n 200 --out out/lens
+    factscope dynamics --data known_1000.json --n 200 --out out/dynamics
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter, print_json
+
+KOption = Annotated[int, typer.Option("--k", "-k", min=1, help="Top-k tokens per layer (RETS/PMET: 50).")]
+RawOption = Annotated[bool, typer.Option("--raw", help="Plain unembedding without the final norm (as RETS did).")]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from factscope.datasets import DatasetFormatError
+    from factscope.localize.attributes import UnknownRelationError
+    from factscope.localize.lens import PositionOutOfRangeError
+    from factscope.models.adapter import LayerOutOfRangeError
+    from factscope.scoring import EmptyTargetError
+    from factscope.tokens import EmptyPromptError, EmptyRelationError, SubjectNotFoundError
+
+    return (
+        DatasetFormatError, UnknownRelationError, PositionOutOfRangeError, LayerOutOfRangeError, EmptyTargetError,
+        EmptyPromptError, EmptyRelationError, SubjectNotFoundError, ValueError,
+    )
+
+
+def lens(
+    prompt: Annotated[str, typer.Argument(help="The prompt to look into.")],
+    subject: Annotated[Optional[str], typer.Option(help="Subject in the prompt (needed for --position lr/ls).")] = None,
+    position: Annotated[str, typer.Option(help="last | lr | ls | a token index (negative counts from the end).")] = "last",
+    k: KOption = 50,
+    object_: Annotated[Optional[str], typer.Option("--object", help="Object text; its first token's rank is shown.")] = None,
+    raw: RawOption = False,
+    attributes: Annotated[Optional[Path], typer.Option(help="relation_id -> [strings] JSON, for the attributes rate.")] = None,
+    relation: Annotated[Optional[str], typer.Option(help="Relation id whose attributes A(r) to use (with --attributes).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """Per layer: top-k tokens of the projected hidden state, object rank/probability, attributes rate."""
+    from factscope.localize.attributes import AttributeSets
+    from factscope.localize.lens import vocab_lens
+
+    if not prompt.strip():
+        fail("The prompt is empty.")
+    if (attributes is None) != (relation is None):
+        fail("--attributes and --relation go together.")
+    adapter = load_adapter(model, device, dtype, device_map)
+    try:
+        attribute_ids = None
+        if attributes is not None:
+            attribute_ids = AttributeSets.from_file(adapter.tokenizer, attributes).ids(relation)  # type: ignore[arg-type]
+        result = vocab_lens(adapter, prompt, subject=subject, position=position, k=k, object=object_, raw=raw,
+                            attribute_ids=attribute_ids, relation_id=relation)
+    except _user_errors() as err:
+        fail(str(err))
+        return
+    if as_json:
+        print_json(result.to_dict())
+        return
+    head = f"{adapter.name}: {prompt!r} @ token {result.position} ({result.position_token!r})"
+    if result.object_id is not None:
+        head += f", object {result.object_token!r}"
+    typer.echo(head + (" [raw]" if raw else ""))
+    shown = min(8, result.k)
+    for row in result.layers:
+        cells = [f"{row.layer:>3}"]
+        if row.object_rank is not None:
+            cells.append(f"rank {row.object_rank:>6} p={row.object_prob:.4f}")
+        if row.attributes_rate is not None:
+            cells.append(f"AR {100 * row.attributes_rate:5.1f}%")
+        cells.append(" ".join(repr(t) for t in row.top_tokens[:shown]))
+        typer.echo("  ".join(cells))
+
+
+def lens_dataset(
+    data: Annotated[Path, typer.Option(help="Known facts JSON (known_1000.json format).")],
+    attributes: Annotated[Path, typer.Option(help="relation_id -> [attribute strings] JSON.")],
+    out: Annotated[Path, typer.Option(help="Output folder for JSON and PNG plots.")],
+    n: Annotated[Optional[int], typer.Option(min=1, help="Use the first N usable facts (default: all).")] = None,
+    k: KOption = 50,
+    raw: RawOption = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
+    knockout: Annotated[bool, typer.Option("--knockout/--no-knockout", help="Run the MLP/attention knock-out.")] = True,
+    knockout_n: Annotated[Optional[int], typer.Option(min=1, help="Knock out on the first N facts only (default: all).")] = None,
+    window: Annotated[int, typer.Option(min=0, help="Layers zeroed per knock-out window.")] = 10,
+    eval_layer: Annotated[Optional[int], typer.Option(help="Layer where the AR decline is read (default: last).")] = None,
+    attribute_tokens: Annotated[str, typer.Option(help="all (RETS: every token of each attribute) | first.")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of the random-token draw.")] = 0,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """RETS Figure 3 / Table 2 over a dataset: AR by layer, rank flow, Spearman ρ, knock-out declines."""
+    from factscope.datasets import load_knowns, load_relation_attributes
+    from factscope.localize.attributes import AttributeSets
+    from factscope.localize.lens_dataset import run_lens_dataset
+    from factscope.reports.lens_plots import plot_attributes_rate, plot_knockout, plot_rank_flow
+
+    try:
+        facts = load_knowns(data)
+        mapping = load_relation_attributes(attributes)
+        adapter = load_adapter(model, device, dtype, device_map)
+        sets = AttributeSets(adapter.tokenizer, mapping, mode=attribute_tokens)
+        result = run_lens_dataset(adapter, facts, sets, n=n, k=k, raw=raw, batch_size=batch_size, knockout=knockout,
+                                  knockout_n=knockout_n, window=window, eval_layer=eval_layer, seed=seed)
+    except _user_errors() as err:
+        fail(str(err))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"model": adapter.name, "data": str(data), "attributes": str(attributes), "k": k, "raw": raw,
+               "attribute_tokens": attribute_tokens, **result.summary()}
+    _write_json(out / "lens_dataset.json", result.to_dict())
+    _write_json(out / "summary.json", summary)
+    plots = [plot_attributes_rate(result, out / "attributes_rate.png"), plot_rank_flow(result, out / "rank_flow.png")]
+    if result.knockout:
+        plots.append(plot_knockout(result, out / "knockout.png"))
+    print_json(summary)
+    typer.echo(f"wrote {out / 'lens_dataset.json'}, {out / 'summary.json'}, " + ", ".join(str(p) for p in plots), err=True)
+
+
+def dynamics(
+    data: Annotated[Path, typer.Option(help="Known facts JSON (known_1000.json format).")],
+    out: Annotated[Path, typer.Option(help="Output folder for JSON and PNG.")],
+    n: Annotated[Optional[int], typer.Option(min=1, help="Use the first N facts (default: all).")] = None,
+    k: KOption = 50,
+    raw: RawOption = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """PMET Figure 2: cosine and top-k Jaccard of h^{l-1} vs a^l and vs m^l at the last token."""
+    from factscope.datasets import load_knowns
+    from factscope.localize.dynamics import component_dynamics, mean_abs_change, stabilisation_layer
+    from factscope.reports.lens_plots import plot_dynamics
+
+    try:
+        facts = load_knowns(data, n=n)
+        adapter = load_adapter(model, device, dtype, device_map)
+        result = component_dynamics(adapter, [f.prompt for f in facts], k=k, raw=raw, batch_size=batch_size)
+    except _user_errors() as err:
+        fail(str(err))
+        return
+    stable = {metric: stabilisation_layer(getattr(result, metric)["mlp"]) for metric in ("cos", "jaccard")}
+    ffn_stable = max(stable.values())
+    movement = {
+        metric: {comp: mean_abs_change(getattr(result, metric)[comp], ffn_stable, adapter.n_layers - 1)
+                 for comp in ("attn", "mlp")}
+        for metric in ("cos", "jaccard")
+    }
+    summary = {
+        "model": adapter.name, "data": str(data), "n": result.n, "k": k, "raw": raw,
+        "ffn_stable_layer": {**stable, "both": ffn_stable},
+        "mean_abs_change_after_ffn_stable": movement,
+        "rule": "stable layer: first layer after which |c(l)-c(l-1)| <= 0.1 x range of the FFN curve "
+                "(last layer left out); movement: mean |c(l)-c(l-1)| from that layer to the second-to-last",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "dynamics.json", {**result.to_dict(), "summary": summary})
+    plot = plot_dynamics(result, out / "dynamics.png", stable_layer=ffn_stable)
+    print_json(summary)
+    typer.echo(f"wrote {out / 'dynamics.json'}, {plot}", err=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(lens)
+    app.command("lens-dataset")(lens_dataset)
+    app.command()(dynamics)
