@@ -1,0 +1,86 @@
+"""Editors as the runner sees them: ``(adapter, requests) -> WeightDelta | None``.
+
+Usage::
+
+    fn = named_editor("rome")                                    # factscope.edit.edit(..., editor="rome")
+    fn = named_editor("rets", subject_constraints=False)         # overrides go to the editor
+    fn = named_editor("none")                                    # the unedited model: no delta
+    fn = one_at_a_time(fn)                                       # several requests, applied in turn
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from factscope.edit.delta import WeightDelta
+from factscope.edit.request import EditRequest
+from factscope.models.adapter import ModelAdapter
+
+EditorFn = Callable[[ModelAdapter, list[EditRequest]], "WeightDelta | None"]
+UNEDITED = "none"
+
+
+class UnknownEditorError(ValueError):
+    """An editor name that ``factscope.edit.EDITORS`` does not know."""
+
+
+def unedited(adapter: ModelAdapter, requests: list[EditRequest]) -> None:
+    """The baseline: validate the requests, change nothing."""
+    for request in requests:
+        request.validate(adapter)
+    return None
+
+
+def available_editors() -> list[str]:
+    """``"none"`` plus the names registered in ``factscope.edit.EDITORS`` (if the registry exists)."""
+    try:
+        from factscope.edit import EDITORS  # type: ignore[attr-defined]
+    except ImportError:
+        return [UNEDITED]
+    return [UNEDITED, *sorted(EDITORS)]
+
+
+def named_editor(name: str, hparams: str | Path | Any | None = None, **overrides: Any) -> EditorFn:
+    """The editor registered as ``name``, bound to its hyperparameters and overrides."""
+    if name == UNEDITED:
+        if hparams is not None or overrides:
+            raise UnknownEditorError("The unedited baseline 'none' takes no hyperparameters.")
+        return unedited
+    names = available_editors()
+    if name not in names:
+        raise UnknownEditorError(f"Unknown editor {name!r}; available: {', '.join(names)}.")
+    from factscope.edit import edit  # type: ignore[attr-defined]
+
+    def run(adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta:
+        return edit(adapter, requests, editor=name, hparams=hparams, **overrides)
+
+    run.__name__ = f"edit_{name}"
+    return run
+
+
+def one_at_a_time(editor: EditorFn) -> EditorFn:
+    """Apply ``editor`` to each request in turn, each on the model edited by the previous ones.
+
+    Returns one delta holding all parts; the model is left unedited. Used for editors
+    that take a single fact (ROME, RETS) when a case needs several requests (the
+    relation perspective's add and remove).
+    """
+
+    def run(adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta | None:
+        applied: list[WeightDelta] = []
+        try:
+            for request in requests:
+                delta = editor(adapter, [request])
+                if delta is not None:
+                    delta.apply(adapter)
+                    applied.append(delta)
+        finally:
+            for delta in reversed(applied):
+                delta.revert(adapter)
+        if not applied:
+            return None
+        return WeightDelta.concatenate(applied) if len(applied) > 1 else applied[0]
+
+    return run

@@ -1,0 +1,319 @@
+"""Resumable evaluation runs: edit (single, batch or sequential), evaluate, append JSON lines.
+
+Usage::
+
+    config = RunConfig(editor="rome", data="counterfact_500.json", format="counterfact", n=20)
+    run_evaluation(adapter, cases, named_editor("rome"), config, "runs/rome", all_cases=all_cases)
+
+Modes:
+
+* ``single``: per case, edit → evaluate → revert.
+* ``batch``: the cases are cut into chunks of ``batch_size`` (default: all); each
+  chunk is edited in one call, every case of it evaluated, then reverted. Chunk
+  deltas are saved under ``deltas/`` so a resumed run does not recompute them.
+* ``sequential``: edits are applied one after another, each computed on the model
+  edited by all previous ones (deltas saved under ``deltas/``); after the last edit
+  every case is evaluated on the accumulated model.
+
+Perspectives: ``entity`` edits (s, r, o) → (s, r, o*); ``relation`` edits the
+relation prompts (add for o*, remove for o, ``relation_edit_requests``); ``both``
+runs each. Every case is evaluated with all metrics; a line per (perspective, case).
+Supplements (R-Specificity o2, Consistency references, zsRE loc predictions) are
+computed with the unedited model before any edit and cached per model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from factscope.datasets.records import Case, EditCase, ZsreCase
+from factscope.datasets.supplements import relation_requests
+from factscope.edit.delta import WeightDelta
+from factscope.edit.request import EditRequest
+from factscope.evaluate.editors import EditorFn
+from factscope.evaluate.generation import GenerationConfig
+from factscope.evaluate.metrics import evaluate_case
+from factscope.evaluate.runlog import RunLog
+from factscope.evaluate.supplements import CaseSupplement, SupplementConfig, SupplementStore
+from factscope.evaluate.text_metrics import Idf
+from factscope.models.adapter import ModelAdapter
+
+MODES = ("single", "batch", "sequential")
+PERSPECTIVES = ("entity", "relation", "both")
+
+
+class RunConfigError(ValueError):
+    """Options that do not fit together (e.g. the relation perspective on zsRE)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results; stored in the manifest."""
+
+    editor: str
+    data: str | None
+    format: str
+    n: int | None = None
+    mode: str = "single"
+    batch_size: int | None = None
+    perspective: str = "entity"
+    generation: bool = True
+    model: str | None = None
+    model_fingerprint: str | None = None
+    hparams: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    seed: int = 0
+    dataset_key: str | None = None
+    supplement: dict[str, Any] = field(default_factory=lambda: SupplementConfig().to_dict())
+    generation_config: dict[str, Any] = field(default_factory=lambda: GenerationConfig().to_dict())
+
+    def validate(self) -> "RunConfig":
+        if self.mode not in MODES:
+            raise RunConfigError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
+        if self.perspective not in PERSPECTIVES:
+            raise RunConfigError(f"Unknown perspective {self.perspective!r}; choose one of {', '.join(PERSPECTIVES)}.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise RunConfigError("batch_size must be at least 1.")
+        if self.n is not None and self.n < 1:
+            raise RunConfigError("n must be at least 1.")
+        return self
+
+    @property
+    def display_label(self) -> str:
+        if self.label:
+            return self.label
+        if not self.overrides:
+            return self.editor
+        return f"{self.editor} ({', '.join(f'{k}={v}' for k, v in sorted(self.overrides.items()))})"
+
+    def perspectives(self) -> list[str]:
+        return ["entity", "relation"] if self.perspective == "both" else [self.perspective]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunSummary:
+    folder: Path
+    total: int
+    new: int
+    resumed: bool
+
+
+def requests_for(case: Case, perspective: str) -> list[EditRequest]:
+    """The edit requests of one case under a perspective."""
+    if perspective == "entity":
+        return [case.request]
+    if not isinstance(case, EditCase):
+        raise RunConfigError("The relation perspective needs COUNTERFACT-like cases with a relation_id.")
+    return relation_requests(case)
+
+
+def _check_cases(cases: Sequence[Case], config: RunConfig) -> None:
+    if not cases:
+        raise RunConfigError("No cases to evaluate.")
+    if "relation" in config.perspectives():
+        bad = [c.case_id for c in cases if isinstance(c, ZsreCase) or c.relation_id is None]
+        if bad:
+            raise RunConfigError(
+                f"The relation perspective needs a relation_id per case; {len(bad)} case(s) lack one "
+                f"(first: {bad[0]!r}). zsRE and the flattened CounterFact format have none."
+            )
+    ids = [c.case_id for c in cases]
+    if len(set(map(str, ids))) != len(ids):
+        raise RunConfigError("Case ids repeat; every case needs its own id.")
+
+
+class _Evaluator:
+    """Evaluates cases on the current model and appends their records."""
+
+    def __init__(self, adapter: ModelAdapter, config: RunConfig, supplements: dict, log: RunLog, idf: Idf | None, bar: tqdm):
+        self.adapter = adapter
+        self.config = config
+        self.supplements = supplements
+        self.log = log
+        self.idf = idf
+        self.bar = bar
+        self.generation = GenerationConfig(**config.generation_config) if config.generation else None
+        self.new = 0
+
+    def record(self, perspective: str, index: int, case: Case, *, edit_seconds: float | None, error: str | None = None) -> None:
+        base = {
+            "perspective": perspective,
+            "index": index,
+            "case_id": case.case_id,
+            "editor": self.config.display_label,
+            "kind": case.kind,
+            "edit_seconds": edit_seconds,
+        }
+        if error is None:
+            start = time.perf_counter()
+            sup: CaseSupplement = self.supplements[case.case_id]
+            result = evaluate_case(self.adapter, case, sup, generation=self.generation, idf=self.idf, seed=self.config.seed)
+            base.update(result, eval_seconds=time.perf_counter() - start, error=None)
+        else:
+            base.update(metrics=None, details=None, eval_seconds=None, error=error)
+        self.log.append(base)
+        self.new += 1
+        self.bar.update(1)
+
+
+def _edit(editor: EditorFn, adapter: ModelAdapter, requests: list[EditRequest]) -> tuple[WeightDelta | None, float, str | None]:
+    start = time.perf_counter()
+    try:
+        delta = editor(adapter, requests)
+    except (ValueError, RuntimeError) as err:  # a case the editor cannot do: record it, go on
+        return None, time.perf_counter() - start, f"{type(err).__name__}: {err}"
+    return delta, time.perf_counter() - start, None
+
+
+def _saved_delta(path: Path, compute) -> tuple[WeightDelta | None, float, str | None]:  # type: ignore[no-untyped-def]
+    """Load a delta saved by an earlier (interrupted) run, or compute and save it."""
+    if path.is_file():
+        return WeightDelta.load(path), 0.0, None
+    delta, seconds, error = compute()
+    if delta is not None:
+        tmp = path.with_name(path.stem + ".partial.safetensors")
+        delta.save(tmp)
+        tmp.replace(path)
+    return delta, seconds, error
+
+
+def _chunks(n: int, size: int | None) -> Iterator[range]:
+    size = size or n
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def run_evaluation(
+    adapter: ModelAdapter,
+    cases: Sequence[Case],
+    editor: EditorFn,
+    config: RunConfig,
+    out: str | Path,
+    *,
+    all_cases: Sequence[Case] | None = None,
+    idf: Idf | None = None,
+    supplement_store: SupplementStore | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Evaluate ``cases`` after edits by ``editor``; resumes a run already in ``out``."""
+    config.validate()
+    _check_cases(cases, config)
+    log = RunLog(out)
+    try:
+        version = metadata.version("factscope")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    resumed = log.start(
+        config.to_dict(),
+        [c.case_id for c in cases],
+        extra={"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "factscope_version": version, "model_name": adapter.name},
+    )
+    done = log.done()
+    perspectives = config.perspectives()
+    total = len(cases) * len(perspectives)
+    if len(done) >= total:
+        return RunSummary(log.folder, total, 0, resumed)
+
+    store = supplement_store or SupplementStore(
+        adapter,
+        all_cases or cases,
+        dataset_key=config.dataset_key or str(config.data),
+        config=SupplementConfig.from_dict(config.supplement),
+        progress=progress,
+    )
+    todo_cases = [c for i, c in enumerate(cases) if any((p, i) not in done for p in perspectives)]
+    supplements = store.get(todo_cases)
+    bar = tqdm(total=total, initial=len(done), desc=f"evaluate {config.display_label}", unit="case", disable=not progress)
+    ev = _Evaluator(adapter, config, supplements, log, idf, bar)
+    try:
+        for perspective in perspectives:
+            pending = [i for i in range(len(cases)) if (perspective, i) not in done]
+            if not pending:
+                continue
+            if config.mode == "single":
+                _run_single(adapter, cases, editor, perspective, pending, ev)
+            elif config.mode == "batch":
+                _run_batch(adapter, cases, editor, perspective, set(pending), ev, log.folder, config.batch_size)
+            else:
+                _run_sequential(adapter, cases, editor, perspective, pending, ev, log.folder)
+    finally:
+        bar.close()
+    return RunSummary(log.folder, total, ev.new, resumed)
+
+
+def _run_single(adapter, cases, editor, perspective, pending, ev: _Evaluator) -> None:  # type: ignore[no-untyped-def]
+    for i in pending:
+        case = cases[i]
+        delta, seconds, error = _edit(editor, adapter, requests_for(case, perspective))
+        if delta is None:
+            ev.record(perspective, i, case, edit_seconds=seconds, error=error)
+            continue
+        with delta.applied(adapter):
+            ev.record(perspective, i, case, edit_seconds=seconds)
+
+
+def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator, folder: Path, size) -> None:  # type: ignore[no-untyped-def]
+    deltas = folder / "deltas" / perspective
+    deltas.mkdir(parents=True, exist_ok=True)
+    for chunk in _chunks(len(cases), size):
+        todo = [i for i in chunk if i in pending]
+        if not todo:
+            continue
+        requests = [r for i in chunk for r in requests_for(cases[i], perspective)]
+        path = deltas / f"batch-{chunk.start:06d}-{chunk.stop:06d}.safetensors"
+        delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests))
+        per_case = seconds / len(chunk)
+        if delta is None:
+            for i in todo:
+                ev.record(perspective, i, cases[i], edit_seconds=per_case, error=error)
+            continue
+        with delta.applied(adapter):
+            for i in todo:
+                ev.record(perspective, i, cases[i], edit_seconds=per_case)
+
+
+def _run_sequential(adapter, cases, editor, perspective, pending, ev: _Evaluator, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    deltas = folder / "deltas" / perspective
+    deltas.mkdir(parents=True, exist_ok=True)
+    applied: list[WeightDelta] = []
+    info: dict[int, tuple[float, str | None]] = {}
+    try:
+        for i, case in enumerate(tqdm(cases, desc="sequential edits", leave=False, disable=ev.bar.disable)):
+            path = deltas / f"edit-{i:06d}.safetensors"
+            delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests_for(case, perspective)))
+            info[i] = (seconds, error)
+            if delta is not None:
+                delta.apply(adapter)
+                applied.append(delta)
+        for i in pending:
+            seconds, error = info[i]
+            ev.record(perspective, i, cases[i], edit_seconds=seconds, error=error)
+    finally:
+        for delta in reversed(applied):
+            delta.revert(adapter)
+
+
+def load_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Manifest and records of a run folder (records de-duplicated by (perspective, index))."""
+    log = RunLog(folder)
+    manifest = log.manifest()
+    if manifest is None:
+        raise FileNotFoundError(f"{folder} is not a run folder (no manifest.json).")
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in log.records():
+        seen.setdefault((record["perspective"], int(record["index"])), record)
+    return manifest, list(seen.values())
+
+
+__all__ = ["MODES", "PERSPECTIVES", "RunConfig", "RunConfigError", "RunSummary", "load_run", "requests_for", "run_evaluation"]

@@ -1,0 +1,173 @@
+"""Teacher-forced scoring of many (prompt, target) pairs in few forward passes.
+
+Usage::
+
+    scores = score_targets(adapter, [("The capital of France is", "Paris"), ...])
+    scores[0].nll          # mean per-token NLL (ROME's multi-token comparison)
+    scores[0].prob         # exp(-nll): the per-token geometric-mean probability
+    scores[0].exact        # every target token is the model's top-1 under teacher forcing
+    scores[0].token_accuracy, scores[0].top1
+
+Targets follow ``factscope.scoring``'s convention (``prompt + " " + target``; token ids
+from ``continuation_ids``). Pairs that share a prompt share a row when their targets allow it
+(see ``_pack_rows``); rows are sorted by length and packed into batches, so a whole
+case is scored in one or two forwards. ``factscope.scoring.target_token_logprobs``
+gives the same log-probs pair by pair (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from factscope.models.adapter import ModelAdapter
+from factscope.scoring import continuation_ids
+
+
+@dataclass(frozen=True)
+class TargetScore:
+    """Teacher-forced result for one (prompt, target) pair."""
+
+    target_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]  # log P(target token t | prompt, target tokens < t)
+    top1: tuple[int, ...]  # the model's argmax at the same positions
+
+    @property
+    def nll(self) -> float:
+        return -sum(self.logprobs) / len(self.logprobs)
+
+    @property
+    def prob(self) -> float:
+        return math.exp(-self.nll)
+
+    @property
+    def matches(self) -> list[bool]:
+        return [a == b for a, b in zip(self.top1, self.target_ids)]
+
+    @property
+    def exact(self) -> bool:
+        return all(self.matches)
+
+    @property
+    def token_accuracy(self) -> float:
+        return sum(self.matches) / len(self.matches)
+
+
+@dataclass
+class _Row:
+    prompt_ids: list[int]
+    carrier: list[int]  # target tokens appended to the prompt in this row
+    members: list[int]  # indices of the pairs read off this row
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.carrier)
+
+
+def _pack_rows(tokenizer, pairs: Sequence[tuple[str, str]]) -> tuple[list[_Row], list[list[int]]]:  # type: ignore[no-untyped-def]
+    """One row per prompt and target family: a target whose tokens but the last are a
+    prefix of a row's appended target is read off that row (every target token then
+    sees exactly the context it would see alone), so (prompt, o) and (prompt, o*) with
+    one-token targets cost one sequence."""
+    prompt_cache: dict[str, list[int]] = {}
+    targets = [continuation_ids(tokenizer, p, t) for p, t in pairs]
+    rows: list[_Row] = []
+    by_prompt: dict[str, list[_Row]] = {}
+    for i in sorted(range(len(pairs)), key=lambda i: -len(targets[i])):
+        prompt = pairs[i][0]
+        if prompt not in prompt_cache:
+            prompt_cache[prompt] = tokenizer(prompt)["input_ids"]
+        t_ids = targets[i]
+        for row in by_prompt.get(prompt, []):
+            if t_ids[:-1] == row.carrier[: len(t_ids) - 1]:
+                row.members.append(i)
+                break
+        else:
+            row = _Row(prompt_cache[prompt], t_ids, [i])
+            rows.append(row)
+            by_prompt.setdefault(prompt, []).append(row)
+    return rows, targets
+
+
+@torch.no_grad()
+def score_targets(
+    adapter: ModelAdapter, pairs: Sequence[tuple[str, str]], *, max_tokens_per_batch: int = 4096
+) -> list[TargetScore]:
+    """Score every pair; batches hold at most ``max_tokens_per_batch`` padded tokens."""
+    tokenizer = adapter.tokenizer
+    rows, targets = _pack_rows(tokenizer, pairs)
+    rows.sort(key=lambda r: r.length)
+    results: list[TargetScore | None] = [None] * len(pairs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    start = 0
+    while start < len(rows):
+        # Grow the batch while the padded size (rows × longest row) stays within budget.
+        stop = start + 1
+        while stop < len(rows) and rows[stop].length * (stop - start + 1) <= max_tokens_per_batch:
+            stop += 1
+        batch = rows[start:stop]
+        width = max(r.length for r in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, row in enumerate(batch):
+            seq = row.prompt_ids + row.carrier
+            input_ids[b, : len(seq)] = torch.tensor(seq)
+            mask[b, : len(seq)] = 1
+        logits = adapter.model(input_ids=input_ids.to(adapter.device), attention_mask=mask.to(adapter.device)).logits
+        for b, row in enumerate(batch):
+            first = len(row.prompt_ids) - 1
+            row_lp = torch.log_softmax(logits[b, first : first + len(row.carrier)].float(), dim=-1)
+            top1 = row_lp.argmax(dim=-1).tolist()
+            for i in row.members:
+                t_ids = targets[i]
+                picked = row_lp[torch.arange(len(t_ids)), torch.tensor(t_ids, device=row_lp.device)]
+                results[i] = TargetScore(tuple(t_ids), tuple(picked.tolist()), tuple(top1[: len(t_ids)]))
+        start = stop
+    return results  # type: ignore[return-value]
+
+
+def first_word_greedy(adapter: ModelAdapter, prompts: Sequence[str], *, max_tokens: int = 4) -> list[str]:
+    """The unedited model's greedy continuation of each prompt, cut to its first word.
+
+    Greedy-decodes ``max_tokens`` tokens (batched, left-padded), strips leading
+    whitespace and keeps the text up to the first whitespace or punctuation mark
+    (``St.`` → ``St``); an empty string when the continuation starts with punctuation.
+    """
+    import re
+
+    if not prompts:
+        return []
+    tokenizer = adapter.tokenizer
+    texts = [""] * len(prompts)
+    with torch.no_grad():
+        enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
+        ids = enc["input_ids"].to(adapter.device)
+        mask = enc["attention_mask"].to(adapter.device)
+        generated = []
+        for _ in range(max_tokens):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = _forward_logits(adapter, ids, mask, positions)
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            generated.append(nxt)
+            ids = torch.cat([ids, nxt], dim=1)
+            mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
+        gen = torch.cat(generated, dim=1).tolist()
+    word = re.compile(r"[^\s.,;:!?\"()\[\]{}<>|/\\]+")
+    for i, row in enumerate(gen):
+        text = tokenizer.decode(row, skip_special_tokens=True).lstrip()
+        match = word.match(text)
+        texts[i] = match.group(0) if match else ""
+    return texts
+
+
+def _forward_logits(adapter: ModelAdapter, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Full (uncached) forward with explicit positions, so left padding does not shift them."""
+    from factscope.evaluate.generation import accepts_position_ids
+
+    kwargs = {"input_ids": ids, "attention_mask": mask}
+    if accepts_position_ids(adapter.model):
+        kwargs["position_ids"] = positions
+    return adapter.model(**kwargs).logits.float()
