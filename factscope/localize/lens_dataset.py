@@ -272,8 +272,8 @@ def run_lens_dataset(
 def _spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     from scipy.stats import spearmanr
 
-    if len(x) < 2:
-        return float("nan"), float("nan")
+    if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan"), float("nan")  # undefined for a constant curve
     res = spearmanr(x, y)
     rho, p = float(res.statistic), float(res.pvalue)
     return (rho if not math.isnan(rho) else float("nan")), p
