@@ -1,0 +1,169 @@
+"""Repeated forward passes over a fixed batch, recomputing only what an edit can change.
+
+Usage::
+
+    runner = SuffixRunner(adapter, seqs, split=lookups, start_layer=7)
+    hidden = runner.run(edit={Site("mlp", 7): add_delta})   # [rows, suffix_len, d], keeps autograd
+    runner.suffix_index(row, absolute_position)             # where a token sits in ``hidden``
+
+The value optimisation runs the same prompts 20-25 times with a vector added at one
+token of one layer. Two things cannot change between those passes and are computed
+once:
+
+* tokens *before* the edited token (``split``): kept as a KV cache, so each pass
+  only runs the few tokens from the edited one on;
+* layers *below* ``start_layer``: their outputs for the suffix tokens are cached and
+  those layers are replaced by stand-ins that return them.
+
+Both are pure reuse — the result equals a full forward pass (tests check this for
+every tiny architecture). The final hidden state (``resid`` of the last layer) is
+returned instead of logits so that callers project only the positions they need.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from factscope.edit.keys import pad_id_of, pad_rows
+from factscope.hooks import Site, SiteTrace
+from factscope.hooks.trace import EditFn
+from factscope.models.adapter import ModelAdapter
+
+
+class _CachedLayer(nn.Module):
+    """Stands in for a decoder layer and returns a precomputed output."""
+
+    def __init__(self, original: nn.Module, output: Any) -> None:
+        super().__init__()
+        object.__setattr__(self, "_original", original)  # not a submodule: no double registration
+        object.__setattr__(self, "_output", output)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._output
+
+    def __getattr__(self, name: str) -> Any:  # e.g. Gemma-2 reads decoder_layer.attention_type
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(object.__getattribute__(self, "_original"), name)
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class SuffixRunner:
+    """Run rows ``seqs`` many times, reusing their prefixes (``split``) and layers below ``start_layer``."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        seqs: Sequence[Sequence[int]],
+        split: Sequence[int],
+        start_layer: int = 0,
+        *,
+        reuse_prefix: bool = True,
+        reuse_lower_layers: bool = True,
+    ) -> None:
+        if len(seqs) != len(split):
+            raise ValueError("seqs and split must have the same length.")
+        self.adapter = adapter
+        self.model = adapter.model
+        self.start_layer = adapter.check_layer(start_layer)
+        self.final_site = Site("resid", adapter.n_layers - 1)
+        pad = pad_id_of(adapter.tokenizer)
+        device = adapter.device
+        self._position_ids = _accepts(self.model, "position_ids")
+        self._logits_to_keep = _accepts(self.model, "logits_to_keep")
+        use_prefix = reuse_prefix and all(s >= 1 for s in split)
+        self.split = [int(s) if use_prefix else 0 for s in split]
+        self.cache = None
+        prefix_mask = torch.zeros((len(seqs), 0), dtype=torch.long)
+        if use_prefix:
+            prefix_ids, prefix_mask = pad_rows([list(q[:s]) for q, s in zip(seqs, self.split)], pad, left=True)
+            kwargs = self._kwargs(prefix_ids, prefix_mask, (prefix_mask.cumsum(1) - 1).clamp(min=0))
+            with torch.no_grad():
+                out = self.model(**kwargs, use_cache=True)
+            self.cache = out.past_key_values
+        suffix_ids, suffix_mask = pad_rows([list(q[s:]) for q, s in zip(seqs, self.split)], pad)
+        self.input_ids = suffix_ids.to(device)
+        self.attention_mask = torch.cat([prefix_mask, suffix_mask], dim=1).to(device)
+        offsets = torch.tensor(self.split, dtype=torch.long).unsqueeze(1)
+        self.positions = (offsets + torch.arange(suffix_ids.shape[1])).to(device)
+        self._lower: Any = None
+        if reuse_lower_layers and self.start_layer > 0:
+            self._lower = self._lower_output()
+
+    # ----------------------------------------------------------------- helpers
+    def _kwargs(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"input_ids": ids.to(self.adapter.device), "attention_mask": mask.to(self.adapter.device)}
+        if self._position_ids:
+            kwargs["position_ids"] = positions.to(self.adapter.device)
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        return kwargs
+
+    def _suffix_kwargs(self) -> dict[str, Any]:
+        kwargs = self._kwargs(self.input_ids, self.attention_mask, self.positions)
+        if self.cache is not None:
+            kwargs["past_key_values"] = copy.deepcopy(self.cache)
+            kwargs["use_cache"] = True
+        else:
+            kwargs["use_cache"] = False
+        return kwargs
+
+    @torch.no_grad()
+    def _lower_output(self) -> Any:
+        """The output object of layer ``start_layer - 1`` for the suffix tokens."""
+        captured: dict[str, Any] = {}
+        layer = self.adapter.layers[self.start_layer - 1]
+
+        def grab(_module: nn.Module, _args: Any, output: Any) -> None:
+            captured["output"] = output
+
+        handle = layer.register_forward_hook(grab)
+        try:
+            with SiteTrace(self.adapter, read=[Site("resid", self.start_layer - 1)], stop=True):
+                self.model(**self._suffix_kwargs())
+        finally:
+            handle.remove()
+        out = captured["output"]
+        if isinstance(out, tuple):
+            return (out[0].detach(), *out[1:])
+        return out.detach()
+
+    def suffix_index(self, row: int, position: int) -> int:
+        """Index in the suffix (what :meth:`run` returns) of absolute token ``position`` of ``row``."""
+        index = position - self.split[row]
+        if index < 0:
+            raise IndexError(f"Token {position} of row {row} lies in the reused prefix.")
+        return index
+
+    # --------------------------------------------------------------------- run
+    def run(self, edit: Mapping[Site | str, EditFn] | None = None) -> torch.Tensor:
+        """Final-layer hidden states ``[rows, suffix_len, d]`` with ``edit`` applied (autograd kept)."""
+        edits = {Site.parse(s): fn for s, fn in (edit or {}).items()}
+        if self._lower is not None:
+            low = [s for s in edits if s.layer is None or s.layer < self.start_layer]
+            if low:
+                raise ValueError(f"Sites {low} lie below start_layer {self.start_layer}, whose outputs are reused.")
+        layers = self.adapter.layers
+        originals = [layers[i] for i in range(self.start_layer)] if self._lower is not None else []
+        try:
+            for i, original in enumerate(originals):
+                layers[i] = _CachedLayer(original, self._lower)
+            with SiteTrace(self.adapter, read=[self.final_site], edit=edits, stop=True, detach=False) as trace:
+                self.model(**self._suffix_kwargs())
+        finally:
+            for i, original in enumerate(originals):
+                layers[i] = original
+        return trace[self.final_site]

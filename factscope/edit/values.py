@@ -1,0 +1,195 @@
+"""Target values by optimisation: the vector δ that makes the model say ``target_new``.
+
+Usage::
+
+    result = optimize_values(adapter, requests, layer=7, kinds=("mlp",), lookup="subject_last",
+                             contexts=contexts, hparams=hp)
+    result.delta["mlp"]        # [n_requests, d_model], added at the lookup token of mlp.7
+    result.init["mlp"]         # [n_requests, d_model], the unedited value there (bare prompt)
+
+For each request, δ (one per site kind) is added at the lookup token to the output of
+the edited site(s) of ``layer`` in every context-prefixed prompt and in the KL
+prompt; Adam minimises
+
+    mean NLL(target_new | prefixed prompts) + kl_factor · KL(edited ‖ original on "{s} is a")
+    + v_weight_decay · ‖δ‖² / ‖h‖²
+
+with ‖δ‖ clamped to ``clamp_norm_factor · ‖h‖`` (h = the unedited value at the bare
+prompt). Requests are optimised together (their losses add, so their gradients are
+independent); one whose NLL falls below ``early_stop_nll`` is frozen. Logits are
+computed only at target positions, from the last layer's hidden state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from factscope.edit.contexts import BARE, fill_context
+from factscope.edit.hparams import EditHyperParams
+from factscope.edit.keys import lookup_index
+from factscope.edit.request import EditRequest
+from factscope.edit.runner import SuffixRunner
+from factscope.hooks import Site
+from factscope.models.adapter import ModelAdapter
+from factscope.scoring import continuation_ids
+
+VALUE_KINDS = ("attn", "mlp", "resid")
+
+
+@dataclass
+class ValueResult:
+    """Optimised δ and unedited values per site kind, each ``[n_requests, d_model]``."""
+
+    layer: int
+    init: dict[str, torch.Tensor]
+    delta: dict[str, torch.Tensor]
+    nll: list[float] = field(default_factory=list)  # final target NLL per request
+    steps: list[int] = field(default_factory=list)  # steps taken per request
+
+    def target(self, kind: str) -> torch.Tensor:
+        return self.init[kind] + self.delta[kind]
+
+
+@dataclass
+class _Row:
+    ids: list[int]
+    lookup: int
+    request: int
+    targets: list[int]  # empty for a KL row
+    first_target_pos: int  # position whose next-token distribution predicts targets[0]
+
+
+def build_rows(tokenizer: Any, requests: Sequence[EditRequest], contexts: Sequence[str], lookup: str,
+               kl_prompt: str | None) -> list[_Row]:
+    """Rewriting rows (every context) then one KL row per request."""
+    rows: list[_Row] = []
+    for r, req in enumerate(requests):
+        for context in contexts:
+            template = fill_context(context, req.prompt)
+            ids, index = lookup_index(tokenizer, template, req.subject, lookup)
+            prompt_text = template.replace(BARE, req.subject, 1)
+            targets = continuation_ids(tokenizer, prompt_text, req.target_new)
+            rows.append(_Row(ids + targets[:-1], index, r, targets, len(ids) - 1))
+    if kl_prompt:
+        for r, req in enumerate(requests):
+            ids, index = lookup_index(tokenizer, kl_prompt, req.subject, lookup)
+            rows.append(_Row(ids, index, r, [], len(ids) - 1))
+    return rows
+
+
+def optimize_values(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    layer: int,
+    *,
+    kinds: Sequence[str] = ("mlp",),
+    lookup: str = "subject_last",
+    contexts: Sequence[str] = (BARE,),
+    hparams: EditHyperParams | None = None,
+    progress: bool = False,
+) -> ValueResult:
+    """Optimise δ for every request at once (see module docstring)."""
+    hp = hparams or EditHyperParams()
+    layer = adapter.check_layer(layer)
+    for kind in kinds:
+        if kind not in VALUE_KINDS:
+            raise ValueError(f"Value site kind {kind!r} not in {VALUE_KINDS}.")
+    n = len(requests)
+    kl_on = hp.kl_factor > 0 and bool(hp.kl_prompt)
+    rows = build_rows(adapter.tokenizer, requests, contexts, lookup, hp.kl_prompt if kl_on else None)
+    runner = SuffixRunner(adapter, [r.ids for r in rows], [r.lookup for r in rows], start_layer=layer)
+    device = adapter.device
+    owner = torch.tensor([r.request for r in rows], device=device)
+    lookup_pos = torch.tensor([runner.suffix_index(i, r.lookup) for i, r in enumerate(rows)], device=device)
+    rewrite = [i for i, r in enumerate(rows) if r.targets]
+    bare = [next(i for i in rewrite if rows[i].request == q) for q in range(n)]  # context 0 of each request
+    # Flattened target positions: (row, suffix index, token id), and which rewrite row each belongs to.
+    t_rows, t_pos, t_ids = [], [], []
+    for i in rewrite:
+        for j, tok in enumerate(rows[i].targets):
+            t_rows.append(i)
+            t_pos.append(runner.suffix_index(i, rows[i].first_target_pos + j))
+            t_ids.append(tok)
+    t_rows_t = torch.tensor(t_rows, device=device)
+    t_pos_t = torch.tensor(t_pos, device=device)
+    t_ids_t = torch.tensor(t_ids, device=device)
+    kl_rows = [i for i, r in enumerate(rows) if not r.targets]
+    kl_pos = torch.tensor([runner.suffix_index(i, rows[i].first_target_pos) for i in kl_rows], device=device, dtype=torch.long)
+    kl_owner = torch.tensor([rows[i].request for i in kl_rows], device=device, dtype=torch.long)
+    rows_per_request = torch.bincount(owner[rewrite], minlength=n).float()
+
+    dtype = adapter.dtype
+    deltas = {k: torch.zeros(n, adapter.d_model, device=device, dtype=torch.float32, requires_grad=True) for k in kinds}
+    init: dict[str, torch.Tensor] = {}
+    optimizer = torch.optim.Adam(list(deltas.values()), lr=hp.v_lr)
+    row_index = torch.arange(len(rows), device=device)
+
+    def make_edit(kind: str):
+        def edit(_site: Site, x: torch.Tensor) -> torch.Tensor:
+            if kind not in init:  # first pass: δ = 0, record the unedited values at the bare prompt
+                init[kind] = x[torch.tensor(bare, device=x.device), lookup_pos[bare]].detach().float().clone()
+            x = x.clone()
+            x[row_index, lookup_pos] = x[row_index, lookup_pos] + deltas[kind][owner].to(x.dtype)
+            return x
+
+        return edit
+
+    edits = {Site(k, layer): make_edit(k) for k in kinds}
+    kl_init: torch.Tensor | None = None
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    final_nll = torch.full((n,), float("nan"))
+    steps = torch.zeros(n, dtype=torch.long)
+    bar = tqdm(range(max(1, hp.v_steps)), desc="value optimisation", disable=not progress, leave=False)
+    for step in bar:
+        hidden = runner.run(edits)
+        logits = adapter.project_to_vocab(hidden[t_rows_t, t_pos_t]).float()
+        token_lp = torch.log_softmax(logits, dim=-1).gather(1, t_ids_t.unsqueeze(1)).squeeze(1)
+        # mean per-token NLL per row, then mean over each request's rows
+        per_row = torch.zeros(len(rows), device=device).index_add(0, t_rows_t, -token_lp)
+        count = torch.zeros(len(rows), device=device).index_add(0, t_rows_t, torch.ones_like(token_lp))
+        row_nll = per_row / count.clamp(min=1)
+        nll = torch.zeros(n, device=device).index_add(0, owner, row_nll * (count > 0)) / rows_per_request
+        with torch.no_grad():
+            newly = (nll.detach() < hp.early_stop_nll) & ~done
+            final_nll[~done.cpu()] = nll.detach().cpu()[~done.cpu()]
+            done |= newly
+        loss = nll.sum()
+        if kl_rows:
+            kl_logp = torch.log_softmax(adapter.project_to_vocab(hidden[torch.tensor(kl_rows, device=device), kl_pos]).float(), dim=-1)
+            if kl_init is None:
+                kl_init = kl_logp.detach().clone()
+            kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(-1)  # KL(edited ‖ original) per request
+            loss = loss + hp.kl_factor * torch.zeros(n, device=device).index_add(0, kl_owner, kl).sum()
+        for kind in kinds:
+            ratio = deltas[kind].pow(2).sum(1) / init[kind].pow(2).sum(1).clamp(min=1e-12)
+            loss = loss + hp.v_weight_decay * ratio.sum()
+        if progress:
+            bar.set_postfix(nll=float(nll.mean()), done=int(done.sum()))
+        if bool(done.all()) or step == hp.v_steps - 1 or hp.v_steps == 0:
+            break
+        frozen = {k: v.detach()[done].clone() for k, v in deltas.items()}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps[~done.cpu()] += 1
+        with torch.no_grad():
+            for kind, delta in deltas.items():
+                delta[done] = frozen[kind]  # Adam momentum must not move finished requests
+                max_norm = hp.clamp_norm_factor * init[kind].norm(dim=1)
+                norm = delta.norm(dim=1)
+                scale = torch.where(norm > max_norm, max_norm / norm.clamp(min=1e-12), torch.ones_like(norm))
+                delta.mul_(scale.unsqueeze(1))
+    bar.close()
+    del dtype
+    return ValueResult(
+        layer=layer,
+        init={k: v.cpu() for k, v in init.items()},
+        delta={k: v.detach().cpu() for k, v in deltas.items()},
+        nll=final_nll.tolist(),
+        steps=steps.tolist(),
+    )
