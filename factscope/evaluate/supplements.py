@@ -178,7 +178,7 @@ class SupplementStore:
         candidates = r_specificity_prompts(case, self.templates, k=self.config.r_spec_k, observed=self.observed, seed=self.config.seed)
         o2s = first_word_greedy(self.adapter, [p.prompt for p in candidates], max_tokens=self.config.o2_max_tokens)
         for cand, o2 in zip(candidates, o2s):
-            if not o2 or _same_word(o2, case.target_new) or _same_word(o2, case.target_true):
+            if not any(ch.isalnum() for ch in o2) or _same_word(o2, case.target_new) or _same_word(o2, case.target_true):
                 sup.r_specificity_dropped += 1
                 continue
             sup.r_specificity.append(RSpecPrompt(cand.prompt, cand.relation_id, o2))

@@ -1,0 +1,151 @@
+"""``factscope evaluate`` (resumable editing evaluation) and ``factscope summarize`` (tables).
+
+Usage::
+
+    factscope evaluate --editor rome --data ../shared/data/counterfact/counterfact_500.json --n 20 --out runs/rome
+    factscope evaluate --editor rets --set subject_constraints=false --label "RETS w/o SC" ... --out runs/rets-nosc
+    factscope evaluate --editor none --data ... --out runs/none          # the unedited model
+    factscope summarize runs/* --plot
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set expects KEY=VALUE, got {item!r}.")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = {"True": True, "False": False}.get(raw, raw)
+        overrides[key.strip()] = value
+    return overrides
+
+
+def evaluate(
+    editor: Annotated[str, typer.Option(help="rets | rome | memit | pmet | ft | none (the unedited model) or any registered editor.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (manifest.json + results.jsonl); rerun to resume.")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset file; default: the bundled example facts.")] = None,
+    format: Annotated[str, typer.Option("--format", help="auto | counterfact | flat | zsre | examples.")] = "auto",
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Evaluate the first N cases.")] = 200,
+    mode: Annotated[str, typer.Option(help="single | batch | sequential.")] = "single",
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Facts per edit in batch mode (default: all).")] = None,
+    perspective: Annotated[str, typer.Option(help="entity | relation | both: which knowledge the edit rewrites.")] = "entity",
+    no_generation: Annotated[bool, typer.Option("--no-generation", help="Skip Fluency and Consistency (text generation).")] = False,
+    hparams: Annotated[Optional[Path], typer.Option(help="Editor hyperparameters (YAML/JSON).")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Editor hyperparameter override KEY=VALUE (repeatable).")] = [],
+    label: Annotated[Optional[str], typer.Option(help="Row label in summaries (default: editor and overrides).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and R-Specificity relation choice.")] = 0,
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 helps on a busy machine).")] = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
+    from factscope.datasets import DatasetFormatError, load_cases
+    from factscope.evaluate.editors import UnknownEditorError, named_editor, one_at_a_time
+    from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
+    from factscope.evaluate.runner import RunConfig, RunConfigError, run_evaluation
+    from factscope.evaluate.supplements import SupplementConfig, dataset_key
+    from factscope.evaluate.text_metrics import load_idf
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    overrides = _parse_overrides(set_)
+    try:
+        all_cases = load_cases(data, format=format)
+    except DatasetFormatError as err:
+        fail(str(err))
+    fmt = format if format != "auto" else (all_cases[0].source_format if all_cases else format)
+    cases = all_cases[:n] if n else all_cases
+    try:
+        editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides)
+    except UnknownEditorError as err:
+        fail(str(err))
+    if mode != "batch" and perspective != "entity":
+        editor_fn = one_at_a_time(editor_fn)  # add + remove requests, one after the other
+    supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)
+    adapter = load_adapter(model, device, dtype, device_map)
+    config = RunConfig(
+        editor=editor,
+        data=str(data.resolve()) if data else None,
+        format=fmt,
+        n=len(cases),
+        mode=mode,
+        batch_size=batch_size,
+        perspective=perspective,
+        generation=not no_generation,
+        model=model,
+        model_fingerprint=adapter.fingerprint,
+        hparams=str(hparams) if hparams else None,
+        overrides=overrides,
+        label=label,
+        seed=seed,
+        dataset_key=dataset_key(data, fmt),
+        supplement=supplement.to_dict(),
+    )
+    idf = None
+    if not no_generation:
+        try:
+            idf = load_idf(corpus)
+        except FileNotFoundError as err:
+            fail(f"{err} (or pass --no-generation).")
+    try:
+        result = run_evaluation(adapter, cases, editor_fn, config, out, all_cases=all_cases, idf=idf)
+    except (RunConfigMismatch, RunConfigError, CorruptRunError) as err:
+        fail(str(err))
+    state = "resumed" if result.resumed else "started"
+    typer.echo(f"{result.folder}: {state}; {result.new} new line(s), {result.total} planned. Summarize with: factscope summarize {result.folder}")
+
+
+def summarize(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `factscope evaluate`.")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder for summary.{md,csv,json,png} (default: <first run's parent>/summary).")] = None,
+    plot: Annotated[bool, typer.Option("--plot", help="Also write a bar chart PNG.")] = False,
+) -> None:
+    """Side-by-side tables (RETS Table 3 layout) with 95 % CIs; writes Markdown, CSV and JSON."""
+    from factscope.evaluate.summary import summarize_runs
+    from factscope.reports.tables import plot_criteria, render_markdown, write_csv, write_json
+
+    folders = [r for r in runs if (r / "manifest.json").is_file()]
+    skipped = [r for r in runs if r not in folders]
+    for r in skipped:
+        typer.secho(f"skipping {r}: not a run folder", fg=typer.colors.YELLOW, err=True)
+    if not folders:
+        fail("No run folders given.")
+    stats = summarize_runs(folders)
+    text = render_markdown(stats)
+    typer.echo(text)
+    dest = out or folders[0].parent / "summary"
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "summary.md").write_text(text)
+    write_csv(stats, dest / "summary.csv")
+    write_json(stats, dest / "summary.json")
+    written = ["summary.md", "summary.csv", "summary.json"]
+    if plot:
+        try:
+            plot_criteria(stats, dest / "summary.png")
+            written.append("summary.png")
+        except ValueError as err:
+            typer.secho(f"no plot: {err}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote {', '.join(str(dest / w) for w in written)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(evaluate)
+    app.command()(summarize)
