@@ -1,6 +1,25 @@
-"""Knowledge editing: requests, shared machinery, editors that return weight deltas."""
+"""Knowledge editing: requests, shared machinery, editors that return weight deltas.
+
+Usage::
+
+    from factscope.edit import EditRequest, edit
+    delta = edit(adapter, [EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")], editor="rome")
+    with delta.applied(adapter):
+        ...
+"""
 
 from factscope.edit.delta import DeltaEntry, DeltaError, WeightDelta
 from factscope.edit.request import EditRequest, EditRequestError, relation_edit_requests
+from factscope.edit.api import EDITORS, edit, hparams_for
 
-__all__ = ["DeltaEntry", "DeltaError", "EditRequest", "EditRequestError", "WeightDelta", "relation_edit_requests"]
+__all__ = [
+    "EDITORS",
+    "DeltaEntry",
+    "DeltaError",
+    "EditRequest",
+    "EditRequestError",
+    "WeightDelta",
+    "edit",
+    "hparams_for",
+    "relation_edit_requests",
+]

@@ -71,7 +71,7 @@ class EditHyperParams:
     early_stop_nll: float = hp(0.05, "Stop the value optimisation once the target NLL is below this.")
     kl_prompt: str = hp("{} is a", "Template (with '{}') of the prompt whose distribution the KL term preserves.")
     # covariance statistics
-    mom2_n_tokens: int = hp(20000, "Number of corpus tokens for the key covariance C = E[k k^T].")
+    mom2_n_tokens: int = hp(4096, "Number of corpus tokens for the key covariance C = E[k k^T] (more is better, slower).")
     mom2_dtype: str = hp("float64", "Accumulation dtype of the covariance.")
 
     # ------------------------------------------------------------------ build

@@ -8,8 +8,9 @@ Usage::
 
 One request: the key ``k*`` (down-projection input at the lookup token, averaged over
 context prefixes), δ from :func:`optimize_values` at the MLP output, then
-``W' = W + Λ (C⁻¹k*)ᵀ`` with ``Λ = (v* − W k*) / ((C⁻¹k*)ᵀ k*)`` where
-``v* = W k* + δ``. Several requests are edited one after another (sequentially).
+``W' = W + Λ (C⁻¹k*)ᵀ`` with ``Λ = (v* − W k) / ((C⁻¹k*)ᵀ k)``; as in ROME's code
+``k`` is the bare prompt's key (``store_at="bare"``, so ``W'k = v* = Wk + δ`` holds
+exactly on the prompt itself) or ``k*`` (``store_at="mean"``, the formula as written). Several requests are edited one after another (sequentially).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class ROMEHyperParams(EditHyperParams):
 
     layer: int | float = hp(0.25, "Edited layer: an index, or a fraction of depth (e.g. 0.25).")
     lookup: str = hp("subject_last", "Lookup token: subject_last (ROME) or last (last relation token).")
+    store_at: str = hp("bare", "Key at which W'k = v* holds exactly: bare (the bare prompt's key, as ROME's code) or mean (k*).")
+
+
+def hparams_store_at_bare(hparams: EditHyperParams) -> bool:
+    return getattr(hparams, "store_at", "bare") == "bare"
 
 
 def rank_one_edit(
@@ -69,6 +75,7 @@ def rank_one_edit(
                           progress=progress)
     key_site = Site("mlp_key", layer)
     k_star = site_at_lookup(adapter, [request], [key_site], lookup=lookup, contexts=contexts)[key_site][0]
+    k_bare = site_at_lookup(adapter, [request], [key_site], lookup=lookup)[key_site][0]
     values = optimize_values(adapter, [request], layer, kinds=("mlp",), lookup=lookup, contexts=contexts,
                              hparams=hparams, progress=progress)
     metric = C.to(torch.float64)
@@ -77,7 +84,9 @@ def rank_one_edit(
         K_r = constraint_keys(layer).to(torch.float64)
         n_constraints = int(K_r.shape[0])
         metric = metric + K_r.T @ K_r
-    lam, u = rank_one_from_residual(metric, k_star, values.delta["mlp"][0])
+    # δ was optimised on top of the bare prompt's MLP output, so v* − W k_bare = δ there.
+    k_store = k_bare if hparams_store_at_bare(hparams) else k_star
+    lam, u = rank_one_from_residual(metric, k_star, values.delta["mlp"][0], k_store)
     dtype = adapter.mlp_down_weight(layer).parameter.dtype
     entry = DeltaEntry("mlp_key", layer, lam.unsqueeze(1).to(dtype), u.unsqueeze(1).to(dtype))
     return WeightDelta(

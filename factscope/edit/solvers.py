@@ -42,11 +42,19 @@ def rank_one_update(W: torch.Tensor, C: torch.Tensor, k: torch.Tensor, v: torch.
     return lam, u
 
 
-def rank_one_from_residual(C: torch.Tensor, k: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`rank_one_update` with ``v − Wk`` given directly (``residual``); float64."""
+def rank_one_from_residual(
+    C: torch.Tensor, k: torch.Tensor, residual: torch.Tensor, k_store: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`rank_one_update` with ``v − Wk`` given directly (``residual``); float64.
+
+    ``k_store`` (default ``k``) is the key at which ``W'k_store = Wk_store + residual``
+    holds exactly while the direction stays ``C⁻¹k``. ROME's code uses the averaged key
+    for the direction and the bare prompt's key here.
+    """
     C64, k64, r64 = (t.detach().to(torch.float64) for t in (C, k, residual))
+    ks64 = k64 if k_store is None else k_store.detach().to(torch.float64)
     u = _solve(C64, k64.unsqueeze(1)).squeeze(1)
-    denom = u @ k64
+    denom = u @ ks64
     if not torch.isfinite(denom) or denom.abs() < 1e-30:
         raise ValueError("The key is (numerically) zero in the metric C; cannot store it.")
     return r64 / denom, u

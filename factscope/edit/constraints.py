@@ -1,0 +1,95 @@
+"""RETS subject constraints: keys of *other* subjects under the edited prompt template.
+
+Usage::
+
+    subjects = constraint_subjects(request, n=30, seed=0)            # other subjects, seeded sample
+    K_r = constraint_keys(adapter, request, layer=22, subjects=subjects)   # [n, d_mlp]
+
+RETS (seed 000, eq. 12) adds ``‖W̃ K_r − V_r‖²`` to ROME's objective, where the
+columns of ``K_r`` are down-projection inputs at the last prompt token of prompts
+with *different* subjects. The solution (eq. 14) replaces ``C`` by ``C + K_r K_rᵀ``.
+We form ``K_r`` from the request's own template filled with other subjects, so
+that the constraint protects exactly the prompts an edit at the last relation
+token would otherwise over-generalise to ("The mother tongue of <anyone> is").
+Keys are read from the bare prompts (no context prefixes), one per subject; the
+rank-one terms are added unscaled to the normalised ``C = E[kkᵀ]``, as in the
+authors' released code, so each constraint key weighs as much as the whole corpus
+in its own direction.
+
+The default subject pool is the example facts' subjects (when the package has them)
+plus a built-in list of well-known people, places, organisations and works; pass
+``subjects=`` to use your own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from importlib import resources
+
+import torch
+
+from factscope.edit.keys import site_at_lookup
+from factscope.edit.request import EditRequest
+from factscope.hooks import Site
+from factscope.models.adapter import ModelAdapter
+
+BUILTIN_SUBJECTS = (
+    "Albert Einstein", "Marie Curie", "Isaac Newton", "Charles Darwin", "Leonardo da Vinci", "William Shakespeare",
+    "Wolfgang Amadeus Mozart", "Ludwig van Beethoven", "Pablo Picasso", "Vincent van Gogh", "Napoleon Bonaparte",
+    "Julius Caesar", "Cleopatra", "Abraham Lincoln", "Winston Churchill", "Nelson Mandela", "Mahatma Gandhi",
+    "Queen Victoria", "Frida Kahlo", "Jane Austen", "Leo Tolstoy", "Gabriel García Márquez", "Haruki Murakami",
+    "Lionel Messi", "Cristiano Ronaldo", "Serena Williams", "Michael Jordan", "Roger Federer", "Usain Bolt",
+    "Barack Obama", "Angela Merkel", "Vladimir Putin", "Taylor Swift", "Elvis Presley", "Madonna", "Bob Dylan",
+    "Steve Jobs", "Bill Gates", "Elon Musk", "Nikola Tesla", "Galileo Galilei", "Sigmund Freud", "Confucius",
+    "Paris", "London", "Tokyo", "Berlin", "Madrid", "Rome", "Moscow", "Cairo", "Sydney", "Toronto", "Mumbai",
+    "Brazil", "Canada", "Japan", "Germany", "Italy", "Egypt", "Mexico", "India", "Australia", "Sweden",
+    "Toyota", "Microsoft", "Apple", "Google", "Nokia", "Volkswagen", "Samsung", "Sony", "IBM", "BMW",
+    "the Eiffel Tower", "the Amazon River", "Mount Everest", "the Louvre", "Harvard University", "the BBC",
+    "Harry Potter", "Star Wars", "The Beatles", "Mona Lisa", "the Bible", "Windows", "the iPhone", "Python",
+)
+
+
+def _example_subjects() -> list[str]:
+    try:
+        text = resources.files("factscope").joinpath("data/example_facts.json").read_text(encoding="utf-8")
+        records = json.loads(text)
+    except (FileNotFoundError, OSError, json.JSONDecodeError, ModuleNotFoundError):
+        return []
+    found = []
+    for record in records if isinstance(records, list) else []:
+        rewrite = record.get("requested_rewrite", record) if isinstance(record, dict) else {}
+        subject = rewrite.get("subject") if isinstance(rewrite, dict) else None
+        if isinstance(subject, str) and subject.strip():
+            found.append(subject.strip())
+    return found
+
+
+def default_subject_pool() -> list[str]:
+    """Example-fact subjects followed by the built-in list, without duplicates."""
+    seen: dict[str, None] = {}
+    for subject in [*_example_subjects(), *BUILTIN_SUBJECTS]:
+        seen.setdefault(subject, None)
+    return list(seen)
+
+
+def constraint_subjects(request: EditRequest, n: int, *, seed: int = 0, pool: Sequence[str] | None = None) -> list[str]:
+    """``n`` subjects other than the request's (a seeded sample of ``pool``, in pool order)."""
+    own = request.subject.strip().lower()
+    candidates = [s for s in (pool if pool is not None else default_subject_pool()) if s.strip() and s.strip().lower() != own]
+    if n >= len(candidates):
+        return list(candidates)
+    generator = torch.Generator().manual_seed(int(seed))
+    chosen = sorted(torch.randperm(len(candidates), generator=generator)[:n].tolist())
+    return [candidates[i] for i in chosen]
+
+
+def constraint_keys(
+    adapter: ModelAdapter, request: EditRequest, layer: int, subjects: Sequence[str], *, lookup: str = "last"
+) -> torch.Tensor:
+    """``[len(subjects), d]`` keys at the lookup token of the request's template filled with each subject."""
+    if not subjects:
+        return torch.zeros(0, adapter.mlp_down_weight(layer).matrix.shape[1])
+    site = Site("mlp_key", layer)
+    others = [EditRequest(request.prompt, s, request.target_new) for s in subjects]
+    return site_at_lookup(adapter, others, [site], lookup=lookup)[site]

@@ -1,0 +1,76 @@
+"""RETS (seed 000): ROME at the last relation token of a middle-late layer, with subject constraints.
+
+Usage::
+
+    delta = rets_edit(adapter, [EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")])
+    rets_edit(adapter, requests, no_subject_constraints=True)    # the "w/o SC" ablation
+
+Eq. 11-14: store ``(k*, v*)`` read at the last prompt token ``p_r`` of layer ``l_e``
+(≈ 75 % of depth: GPT2-XL 36/48, GPT-J 18/28, Llama-2 23/32) with
+``W̃ = W + Λ ((C + K_r K_rᵀ)⁻¹ k*)ᵀ``, where ``K_r`` holds keys of other subjects
+under the same template (see ``constraints.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from factscope.edit.constraints import constraint_keys, constraint_subjects
+from factscope.edit.delta import WeightDelta
+from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
+from factscope.edit.keys import lookup_index
+from factscope.edit.request import EditRequest
+from factscope.edit.rome import rank_one_edit
+from factscope.edit.sequential import edit_sequentially
+from factscope.models.adapter import ModelAdapter
+
+
+@dataclass
+class RETSHyperParams(EditHyperParams):
+    """RETS: relation-focused rank-one editing with subject constraints."""
+
+    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "gpt2": {"layer": 36 / 48},
+        "gptj": {"layer": 18 / 28},
+        "llama": {"layer": 23 / 32},
+        "smollm2-135m-instruct": {"layer": 22},
+    }
+
+    layer: int | float = hp(0.75, "Edited layer: an index, or a fraction of depth (RETS: middle-late, ~0.75).")
+    lookup: str = hp("last", "Lookup token: last (the last relation token, RETS) or subject_last.")
+    store_at: str = hp("bare", "Key at which W'k = v* holds exactly: bare (the bare prompt's key) or mean (k*).")
+    no_subject_constraints: bool = hp(False, "Ablation 'w/o SC': leave K_r out (plain ROME at the relation token).")
+    n_constraint_subjects: int = hp(30, "Number of other subjects whose keys form K_r.")
+    constraint_seed: int = hp(0, "Seed for choosing the constraint subjects from the pool.")
+
+
+def rets_edit(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    hparams: RETSHyperParams | None = None,
+    *,
+    corpus: str | Path | None = None,
+    subject_pool: Sequence[str] | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> WeightDelta:
+    """RETS for each request in turn; returns one delta (the model is left unchanged)."""
+    hp_ = (hparams or RETSHyperParams.for_model(adapter)).override(**overrides)
+    layer = resolve_layer(adapter, hp_.layer)
+    requests = [r.validate(adapter) for r in requests]
+    for r in requests:
+        lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
+
+    def one(request: EditRequest) -> WeightDelta:
+        keys_fn = None
+        if not hp_.no_subject_constraints and hp_.n_constraint_subjects > 0:
+            subjects = constraint_subjects(request, hp_.n_constraint_subjects, seed=hp_.constraint_seed, pool=subject_pool)
+            keys_fn = lambda l: constraint_keys(adapter, request, l, subjects, lookup=hp_.lookup)  # noqa: E731
+        delta = rank_one_edit(adapter, request, hp_, layer, hp_.lookup, corpus=corpus, constraint_keys=keys_fn,
+                              editor="rets", progress=progress)
+        return delta
+
+    return edit_sequentially(adapter, requests, one, metadata={"editor": "rets", "model_fingerprint": adapter.fingerprint})
