@@ -23,6 +23,15 @@ from factscope.testing import tiny_adapter
 TOKENIZERS = ("bytelevel", "metaspace")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared, busy CPU torch's thread sync costs more than it gains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------- teacher forcing
 @pytest.mark.parametrize("kind", TOKENIZERS)
 def test_score_targets_matches_pairwise_scoring(kind):
