@@ -1,0 +1,140 @@
+"""``factscope trace`` and ``factscope trace-dataset``: causal tracing from the command line.
+
+Usage::
+
+    factscope trace "The mother tongue of Danielle Darrieux is" --subject "Danielle Darrieux" \\
+        --corrupt relation --kind all --out out/trace
+    factscope trace-dataset --data ../shared/data/knowns/known_1000.json --n 50 --corrupt both --out out/knowns
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter
+
+KIND_CHOICES = ("state", "mlp", "attn", "all")
+
+
+def _kinds(kind: str) -> tuple[str, ...]:
+    if kind not in KIND_CHOICES:
+        fail(f"--kind must be one of {', '.join(KIND_CHOICES)}, got {kind!r}.")
+    return ("state", "mlp", "attn") if kind == "all" else (kind,)
+
+
+def trace(
+    prompt: Annotated[str, typer.Argument(help="The filled prompt, e.g. 'The capital of France is'.")],
+    subject: Annotated[str, typer.Option("--subject", "-s", help="Subject as it appears in the prompt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for trace.json and PNG heatmaps.")],
+    target: Annotated[Optional[str], typer.Option(help="Object whose first token is traced; default: greedy prediction.")] = None,
+    corrupt: Annotated[str, typer.Option(help="subject (entity perspective) | relation (tokens after the subject).")] = "subject",
+    kind: Annotated[str, typer.Option(help="What to restore: state | mlp | attn | all.")] = "all",
+    severed: Annotated[Optional[str], typer.Option(help="Also trace states with later mlp|attn frozen (seed 001).")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Noise samples.")] = 10,
+    noise: Annotated[float, typer.Option(help="Noise std as a multiple of the embedding std.")] = 3.0,
+    noise_std: Annotated[Optional[float], typer.Option(help="Fixed noise std (overrides --noise).")] = None,
+    window: Annotated[int, typer.Option(min=1, help="Layers restored together for mlp/attn.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the noise generator.")] = 0,
+    relation_prefix: Annotated[bool, typer.Option(help="With --corrupt relation, also noise the tokens before the subject.")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """Trace one prompt: print compact heatmaps and write trace.json plus PNGs."""
+    from factscope.localize.tracing import TraceConfig, trace_kinds
+    from factscope.reports.heatmaps import plot_trace, plot_traces, text_heatmap
+
+    kinds = _kinds(kind)
+    if corrupt not in ("subject", "relation"):
+        fail(f"--corrupt must be subject or relation, got {corrupt!r}.")
+    try:
+        TraceConfig(corrupt=corrupt, window=window, samples=samples, noise=noise, noise_std=noise_std,
+                    severed=severed, seed=seed)
+    except ValueError as err:
+        fail(str(err))
+    adapter = load_adapter(model, device, dtype, device_map)
+    try:
+        results = trace_kinds(adapter, prompt, subject, target, kinds=kinds, corrupt=corrupt, window=window,
+                              samples=samples, noise=noise, noise_std=noise_std,
+                              severed=(severed,) if severed else (), seed=seed, relation_prefix=relation_prefix)
+    except ValueError as err:  # subject not found, empty relation, empty target, ...
+        fail(str(err))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        typer.echo(text_heatmap(result))
+        typer.echo("")
+        plot_trace(result, out / f"trace_{name}.png")
+    if len(results) > 1:
+        plot_traces(results, out / "trace_all.png")
+    (out / "trace.json").write_text(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=1))
+    typer.echo(f"wrote {out / 'trace.json'} and {len(results) + (len(results) > 1)} PNG file(s) to {out}")
+
+
+def _format_table(summary: dict, kinds: tuple[str, ...]) -> str:
+    lines = []
+    for corrupt, part in summary.items():
+        lines.append(f"corrupt {corrupt} ({part['n_facts']} facts; corrupted groups {', '.join(part['corrupted_groups'])})")
+        lines.append("  group " + "".join(f"{k:>10}" for k in kinds) + "   (average IE over layers, %)")
+        for group, row in part["table"].items():
+            cells = "".join(f"{'-':>10}" if row.get(k) is None else f"{100 * row[k]:>10.3f}" for k in kinds)
+            lines.append(f"  {group:<5} {cells}")
+        for k, peak in part["peaks"].items():
+            lines.append(f"  peak {k}: group {peak['group']}, layer {peak['layer']}, AIE {100 * peak['aie']:.3f}%")
+    return "\n".join(lines)
+
+
+def trace_dataset(
+    data: Annotated[Path, typer.Option("--data", help="known_1000.json-style file of known facts.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for traces.jsonl, summary JSON and heatmaps.")],
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Use the first N facts.")] = None,
+    corrupt: Annotated[str, typer.Option(help="subject | relation | both.")] = "both",
+    kind: Annotated[str, typer.Option(help="state | mlp | attn | all.")] = "all",
+    samples: Annotated[int, typer.Option(min=1, help="Noise samples.")] = 10,
+    noise: Annotated[float, typer.Option(help="Noise std as a multiple of the embedding std.")] = 3.0,
+    window: Annotated[int, typer.Option(min=1, help="Layers restored together for mlp/attn.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the noise generator.")] = 0,
+    relation_prefix: Annotated[bool, typer.Option(help="With relation corruption, also noise the tokens before the subject.")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    device_map: DeviceMapOption = None,
+) -> None:
+    """Trace correctly predicted known facts and average IE per position group (RETS Table 1, Fig. 2)."""
+    from factscope.datasets import DatasetFormatError, load_knowns
+    from factscope.localize.tracing_dataset import trace_dataset as run_dataset
+    from factscope.reports.heatmaps import plot_group_grid
+
+    kinds = _kinds(kind)
+    corrupts = {"both": ("subject", "relation"), "subject": ("subject",), "relation": ("relation",)}.get(corrupt)
+    if corrupts is None:
+        fail(f"--corrupt must be subject, relation or both, got {corrupt!r}.")
+        return
+    try:
+        facts = load_knowns(data, n=n)
+    except DatasetFormatError as err:
+        fail(str(err))
+        return
+    adapter = load_adapter(model, device, dtype, device_map)
+    run = run_dataset(adapter, facts, corrupts=corrupts, kinds=kinds, window=window, samples=samples, noise=noise,
+                      seed=seed, relation_prefix=relation_prefix, out_dir=out)
+    for c, part in run.summary.items():
+        for k, grid in part["grids"].items():
+            plot_group_grid(grid, list(part["table"]), k, out / f"aie_{c}_{k}.png",
+                            corrupted=set(part["corrupted_groups"]), n_facts=part["n_facts"],
+                            title=f"{adapter.name}: AIE restoring {k}, corrupt {c} ({part['n_facts']} facts)")
+    (out / "summary.json").write_text(json.dumps(run.to_dict(with_records=False), indent=1))
+    (out / "traces.json").write_text(json.dumps(run.to_dict(with_records=True)))
+    typer.echo(_format_table(run.summary, kinds))
+    wrong = sum(1 for s in run.skipped if s.get("reason") == "wrong prediction")
+    typer.echo(f"skipped {wrong} wrongly predicted fact(s), {len(run.skipped) - wrong} other; wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trace")(trace)
+    app.command("trace-dataset")(trace_dataset)
