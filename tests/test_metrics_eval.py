@@ -15,7 +15,7 @@ from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
 from factscope.evaluate.generation import GenerationConfig, generate_texts
 from factscope.evaluate.summary import RunStats, Stat, mean_ci
 from factscope.evaluate.supplements import CaseSupplement, RSpecPrompt, SupplementConfig, SupplementStore
-from factscope.evaluate.targets import TargetScore, first_word_greedy, score_targets
+from factscope.evaluate.targets import TargetScore, first_content_phrase, greedy_object, score_targets
 from factscope.evaluate.text_metrics import Idf, ngram_entropy, ngram_entropy_one, tfidf_cosine
 from factscope.scoring import continuation_ids, next_token_logprobs, target_token_logprobs
 from factscope.testing import tiny_adapter
@@ -247,13 +247,26 @@ def test_sampling_is_seeded():
     assert a != generate_texts(adapter, ["Paris is", "Paris is"], cfg, seed=2)
 
 
-def test_first_word_greedy_starts_with_the_top_token():
-    adapter = tiny_adapter("mistral")
+def test_greedy_object_follows_the_greedy_path():
+    adapter = tiny_adapter("mistral", tokenizer_kind="metaspace")
     prompts = ["The capital of France is", "Toyota"]
-    words = first_word_greedy(adapter, prompts)
-    for prompt, word in zip(prompts, words):
-        top = adapter.tokenizer.decode([int(next_token_logprobs(adapter, [prompt])[0].argmax())]).strip()
-        assert word == "" or word.startswith(top) or top.startswith(word) or not top[:1].isalnum()
+    objects = greedy_object(adapter, prompts, max_tokens=6)
+    for prompt, obj in zip(prompts, objects):
+        ids = adapter.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            for _ in range(6):
+                ids = torch.cat([ids, adapter.model(input_ids=ids).logits[0, -1].argmax().view(1, 1)], dim=1)
+        greedy = adapter.tokenizer.decode(ids[0], skip_special_tokens=True)[len(prompt):]
+        assert obj == first_content_phrase(greedy)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [(" the southern part of Africa", "the southern"), (" Chinese.", "Chinese"), (" FC Barcelona", "FC"),
+     (" the\nnext", ""), (", and", ""), (" the the", ""), (" St. Louis", "St"), (" 1998 in", "1998")],
+)  # fmt: skip
+def test_first_content_phrase(text, expected):
+    assert first_content_phrase(text) == expected
 
 
 # ---------------------------------------------------------------- text metrics
@@ -309,11 +322,12 @@ def test_r_specificity_drops_degenerate_o2(tmp_path, monkeypatch):
     adapter = tiny_adapter("llama")
     cases = load_cases(write_json(tiny_counterfact_records(), tmp_path / "c.json"))
     case = cases[0]  # o = French, o* = English
-    monkeypatch.setattr(sup_mod, "first_word_greedy", lambda a, prompts, **k: ["English", ",", "French", "Paris"][: len(prompts)])
+    fake = ["the English", "", "French", "the Paris"]
+    monkeypatch.setattr(sup_mod, "greedy_object", lambda a, prompts, **k: fake[: len(prompts)])
     store = SupplementStore(adapter, cases, dataset_key="t", cache_root=tmp_path, config=SupplementConfig(r_spec_k=4), progress=False)
     sup = store.build(case)
     # o2 = o*, punctuation only, o2 = o are dropped; a real other object is kept
-    assert [r.o2 for r in sup.r_specificity] == ["Paris"]
+    assert [r.o2 for r in sup.r_specificity] == ["the Paris"]
     assert sup.r_specificity_dropped == 3
 
 

@@ -56,7 +56,7 @@ def evaluate(
 ) -> None:
     """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
     from factscope.datasets import DatasetFormatError, load_cases
-    from factscope.evaluate.editors import UnknownEditorError, named_editor, one_at_a_time
+    from factscope.evaluate.editors import UnknownEditorError, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
     from factscope.evaluate.runner import RunConfig, RunConfigError, run_evaluation
     from factscope.evaluate.supplements import SupplementConfig, dataset_key
@@ -77,8 +77,6 @@ def evaluate(
         editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides)
     except UnknownEditorError as err:
         fail(str(err))
-    if mode != "batch" and perspective != "entity":
-        editor_fn = one_at_a_time(editor_fn)  # add + remove requests, one after the other
     supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)
     adapter = load_adapter(model, device, dtype, device_map)
     config = RunConfig(

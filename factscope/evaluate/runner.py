@@ -233,7 +233,7 @@ def run_evaluation(
         progress=progress,
     )
     todo_cases = [c for i, c in enumerate(cases) if any((p, i) not in done for p in perspectives)]
-    supplements = store.get(todo_cases)
+    supplements = store.get(todo_cases, references=config.generation)
     bar = tqdm(total=total, initial=len(done), desc=f"evaluate {config.display_label}", unit="case", disable=not progress)
     ev = _Evaluator(adapter, config, supplements, log, idf, bar)
     try:

@@ -9,8 +9,9 @@ Usage::
 What a supplement holds (rules in ``factscope.datasets.supplements`` and docs/evaluation.md):
 
 * ``r_specificity``: R-Specificity prompts with o2 = the unedited model's greedy
-  continuation cut to its first word; prompts whose o2 is empty (punctuation) or equals
-  (the first word of) o* or o are dropped.
+  continuation through its first content word (``targets.greedy_object``: "the
+  southern", "Chinese"); prompts whose o2 is empty (punctuation or line break first)
+  or whose content word is a word of o* or o are dropped.
 * ``consistency_reference``: texts about o* for Consistency. With ``attribute_prompts``
   (other subjects whose true object is o*): the unedited model's samples continuing
   "<attribute prompt> <o*>", prompt included (source ``"attribute_generations"``).
@@ -44,11 +45,11 @@ from factscope.datasets.supplements import (
     subject_relations,
 )
 from factscope.evaluate.generation import GenerationConfig, generate_texts
-from factscope.evaluate.targets import first_word_greedy, score_targets
+from factscope.evaluate.targets import greedy_object, score_targets
 from factscope.evaluate.text_metrics import corpus_paragraphs, corpus_passages_mentioning, default_corpus_path
 from factscope.models.adapter import ModelAdapter
 
-SUPPLEMENT_VERSION = 1
+SUPPLEMENT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class SupplementConfig:
     """Settings that shape supplements (part of the cache key)."""
 
     r_spec_k: int = 10
-    o2_max_tokens: int = 4
+    o2_max_tokens: int = 6
     n_reference: int = 5
     seed: int = 0
     generation: GenerationConfig = GenerationConfig()
@@ -111,9 +112,10 @@ class SupplementConfig:
         return cls(**data)
 
 
-def _same_word(a: str, b: str) -> bool:
-    a, b = a.strip().lower(), b.strip().lower()
-    return bool(a) and (a == b or a == (b.split() or [""])[0])
+def _names_object(o2: str, obj: str) -> bool:
+    """Whether o2's content word is (a word of) the object: such a prompt would test o, not o2."""
+    content = o2.split()[-1].lower() if o2.split() else ""
+    return o2.strip().lower() == obj.strip().lower() or content in obj.lower().split()
 
 
 class SupplementStore:
@@ -158,31 +160,45 @@ class SupplementStore:
                 self._data = {}  # a damaged cache is rebuilt, never trusted
         self._paragraphs: list[str] | None = None
 
-    def get(self, cases: Sequence[Case], save_every: int = 20) -> dict[int | str, CaseSupplement]:
-        """Supplements of ``cases`` (must be called while the model is unedited)."""
-        missing = [c for c in cases if str(c.case_id) not in self._data]
+    def get(self, cases: Sequence[Case], *, references: bool = True, save_every: int = 20) -> dict[int | str, CaseSupplement]:
+        """Supplements of ``cases`` (call while the model is unedited).
+
+        Consistency references need text generation; with ``references=False`` they
+        are left out (and computed later, when a run first needs them).
+        """
+        def missing_part(case: Case) -> bool:
+            entry = self._data.get(str(case.case_id))
+            return entry is None or (references and not entry.get("references_done", False))
+
+        missing = [c for c in cases if missing_part(c)]
         for i, case in enumerate(tqdm(missing, desc="supplements", disable=not self.progress or not missing)):
-            self._data[str(case.case_id)] = self.build(case).to_dict()
+            entry = self._data.get(str(case.case_id))
+            sup = CaseSupplement.from_dict(entry) if entry else self.build(case, references=False)
+            if references and isinstance(case, EditCase) and case.generation_prompts:
+                self._reference(case, sup)
+            data = sup.to_dict()
+            data["references_done"] = bool(references or (entry or {}).get("references_done"))
+            self._data[str(case.case_id)] = data
             if (i + 1) % save_every == 0:
                 self._save()
         if missing:
             self._save()
         return {c.case_id: CaseSupplement.from_dict(self._data[str(c.case_id)]) for c in cases}
 
-    def build(self, case: Case) -> CaseSupplement:
+    def build(self, case: Case, *, references: bool = True) -> CaseSupplement:
         """Compute one case's supplement with the (unedited) model."""
         if isinstance(case, ZsreCase):
             scores = score_targets(self.adapter, [(case.loc_prompt, case.loc_answer)])
             return CaseSupplement(case.case_id, loc_top1=list(scores[0].top1))
         sup = CaseSupplement(case.case_id, relation=relation_prompts(case))
         candidates = r_specificity_prompts(case, self.templates, k=self.config.r_spec_k, observed=self.observed, seed=self.config.seed)
-        o2s = first_word_greedy(self.adapter, [p.prompt for p in candidates], max_tokens=self.config.o2_max_tokens)
+        o2s = greedy_object(self.adapter, [p.prompt for p in candidates], max_tokens=self.config.o2_max_tokens)
         for cand, o2 in zip(candidates, o2s):
-            if not any(ch.isalnum() for ch in o2) or _same_word(o2, case.target_new) or _same_word(o2, case.target_true):
+            if not any(ch.isalnum() for ch in o2) or _names_object(o2, case.target_new) or _names_object(o2, case.target_true):
                 sup.r_specificity_dropped += 1
                 continue
             sup.r_specificity.append(RSpecPrompt(cand.prompt, cand.relation_id, o2))
-        if case.generation_prompts:
+        if references and case.generation_prompts:
             self._reference(case, sup)
         return sup
 

@@ -18,6 +18,7 @@ gives the same log-probs pair by pair (tested).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,19 +130,25 @@ def score_targets(
     return results  # type: ignore[return-value]
 
 
-def first_word_greedy(adapter: ModelAdapter, prompts: Sequence[str], *, max_tokens: int = 4) -> list[str]:
-    """The unedited model's greedy continuation of each prompt, cut to its first word.
+FUNCTION_WORDS = frozenset(
+    """a an the of in on at to for by with from and or as its his her their this that these those is was are were
+    be been being it he she they we you i also which who whom whose one not no very more most some many all both
+    each such into about over under between after before during than then there here our your my has have had
+    known called located based""".split()
+)
+
+
+def greedy_object(adapter: ModelAdapter, prompts: Sequence[str], *, max_tokens: int = 6) -> list[str]:
+    """The unedited model's greedy continuation of each prompt through its first content word.
 
     Greedy-decodes ``max_tokens`` tokens (batched, left-padded), strips leading
-    whitespace and keeps the text up to the first whitespace or punctuation mark
-    (``St.`` → ``St``); an empty string when the continuation starts with punctuation.
+    whitespace and keeps the text up to the end of the first word that is not a
+    function word (``FUNCTION_WORDS``), e.g. "the southern" or "Chinese". Returns ""
+    when a punctuation mark or line break comes first, or no content word appears.
     """
-    import re
-
     if not prompts:
         return []
     tokenizer = adapter.tokenizer
-    texts = [""] * len(prompts)
     with torch.no_grad():
         enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
         ids = enc["input_ids"].to(adapter.device)
@@ -155,12 +162,27 @@ def first_word_greedy(adapter: ModelAdapter, prompts: Sequence[str], *, max_toke
             ids = torch.cat([ids, nxt], dim=1)
             mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
         gen = torch.cat(generated, dim=1).tolist()
-    word = re.compile(r"[^\s.,;:!?\"()\[\]{}<>|/\\]+")
-    for i, row in enumerate(gen):
-        text = tokenizer.decode(row, skip_special_tokens=True).lstrip()
-        match = word.match(text)
-        texts[i] = match.group(0) if match else ""
-    return texts
+    return [first_content_phrase(tokenizer.decode(row, skip_special_tokens=True)) for row in gen]
+
+
+_WORD = re.compile(r"[^\s.,;:!?\"()\[\]{}<>|/\\]+")
+
+
+def first_content_phrase(text: str) -> str:
+    """``" the southern part"`` → ``"the southern"``; "" if punctuation or a line break comes first."""
+    text = text.lstrip(" ")
+    pos = 0
+    while True:
+        match = _WORD.match(text, pos)
+        if match is None:
+            return ""
+        word = match.group(0)
+        if word.lower() not in FUNCTION_WORDS and any(ch.isalnum() for ch in word):
+            return text[: match.end()]
+        pos = match.end()
+        if text[pos : pos + 1] != " ":
+            return ""
+        pos += 1
 
 
 def _forward_logits(adapter: ModelAdapter, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
