@@ -101,6 +101,23 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _layer_override(editor: str, layer: str, adapter: Any) -> dict[str, Any]:
+    """``--layer``: the edited layer, or for MEMIT/PMET the last layer of a range of the default length."""
+    from factscope.edit import hparams_for
+    from factscope.edit.hparams import resolve_layer
+
+    value: int | float = float(layer) if "." in layer else int(layer)
+    if editor.lower() not in ("memit", "pmet"):
+        return {"layer": value}
+    try:
+        top = resolve_layer(adapter, value)
+        count = len(hparams_for(editor, adapter).layers)
+    except ValueError as err:
+        fail(str(err))
+        raise
+    return {"layers": list(range(max(0, top - count + 1), top + 1))}
+
+
 def edit_cmd(
     prompt: Annotated[str, typer.Option("--prompt", help="Template with '{}' for the subject, e.g. 'The mother tongue of {} is'.")],
     subject: Annotated[str, typer.Option("--subject", help="The subject, e.g. 'Danielle Darrieux'.")],
@@ -123,9 +140,9 @@ def edit_cmd(
     from factscope.edit import EditRequest, EditRequestError, edit
 
     overrides = _parse_sets(sets)
-    if layer is not None:
-        overrides["layer"] = layer
     adapter = load_adapter(model, device, dtype)
+    if layer is not None:
+        overrides.update(_layer_override(editor, layer, adapter))
     request = EditRequest(prompt, subject, target, target_true)
     try:
         request.validate(adapter)

@@ -1,0 +1,184 @@
+"""MEMIT: many facts at once, spread over a range of MLP layers.
+
+Usage::
+
+    delta = memit_edit(adapter, requests)                       # hundreds to thousands of requests
+    delta = memit_edit(adapter, requests, layers=[3, 4, 5, 6, 7], mom2_update_weight=15000)
+
+Targets ``z = h^L + δ`` at the last subject token of the last layer ``L`` of the range
+(δ optimised on the residual stream ``resid.L``). Then, for each layer ``l`` of the
+range in order: keys ``K`` (averaged over context prefixes) are read from the model
+with the earlier layers' updates applied, the residual ``R = z − h^L`` is measured
+again, spread as ``R^l = R / (number of layers left)`` and stored with
+``Δ = R^l Kᵀ (λC + KKᵀ)⁻¹``. The model is updated temporarily between layers and
+restored at the end; the returned delta holds every layer's change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from factscope.edit.contexts import context_templates
+from factscope.edit.corpus import corpus_from
+from factscope.edit.covariance import key_second_moments
+from factscope.edit.delta import DeltaEntry, WeightDelta
+from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
+from factscope.edit.keys import lookup_index, site_at_lookup
+from factscope.edit.request import EditRequest
+from factscope.edit.solvers import least_squares_update
+from factscope.edit.values import ValueResult, optimize_values
+from factscope.hooks import Site
+from factscope.models.adapter import ModelAdapter
+
+
+@dataclass
+class MEMITHyperParams(EditHyperParams):
+    """MEMIT (Meng et al. 2023): batch editing over a range of early-middle MLP layers."""
+
+    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "gpt2": {"layers": [13 / 48, 14 / 48, 15 / 48, 16 / 48, 17 / 48]},
+        "gptj": {"layers": [3, 4, 5, 6, 7, 8]},
+        "llama": {"layers": [4 / 32, 5 / 32, 6 / 32, 7 / 32, 8 / 32]},
+        "smollm2-135m-instruct": {"layers": [3, 4, 5, 6, 7]},
+    }
+
+    layers: list = hp([0.1, 0.15, 0.2, 0.25], "Edited layers (indices or fractions of depth); values are optimised at the last.")
+    context_lengths: list = hp([[10, 5]], "Context prefixes as [tokens, count] pairs (MEMIT: 5 of 10 tokens).")
+    v_steps: int = hp(25, "Maximum Adam steps of the value optimisation.")
+    clamp_norm_factor: float = hp(0.75, "||delta|| is clamped to this factor times ||h||.")
+    v_weight_decay: float = hp(0.5, "Weight of ||delta||^2 / ||h||^2 in the value loss.")
+    mom2_update_weight: float = hp(15000.0, "lambda in Delta = R K^T (lambda C + K K^T)^-1.")
+    value_chunk: int = hp(16, "Requests whose values are optimised together in one batch.")
+    spread: str = hp("even", "Residual spread over layers: even (MEMIT, /(L-l+1)) or sqrt (PMET).")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.layers:
+            raise ValueError("layers must not be empty.")
+        if self.spread not in ("even", "sqrt"):
+            raise ValueError("spread must be 'even' or 'sqrt'.")
+        if self.mom2_update_weight < 0 or self.value_chunk < 1:
+            raise ValueError("mom2_update_weight must be >= 0 and value_chunk >= 1.")
+
+    @property
+    def layer(self) -> Any:  # the CLI's --layer sets the last layer of the range
+        return self.layers[-1]
+
+
+def resolve_layers(adapter: ModelAdapter, layers: Sequence[int | float]) -> list[int]:
+    resolved = sorted({resolve_layer(adapter, l) for l in layers})
+    return resolved
+
+
+def chunked_values(adapter: ModelAdapter, requests: Sequence[EditRequest], layer: int, kinds: Sequence[str],
+                   contexts: Sequence[str], hparams: EditHyperParams, progress: bool) -> ValueResult:
+    """:func:`optimize_values` over chunks of requests, results concatenated."""
+    chunk = getattr(hparams, "value_chunk", 16)
+    parts = []
+    for start in tqdm(range(0, len(requests), chunk), desc="values", disable=not progress or len(requests) <= chunk, leave=False):
+        parts.append(optimize_values(adapter, requests[start : start + chunk], layer, kinds=kinds, lookup="subject_last",
+                                     contexts=contexts, hparams=hparams))
+    return ValueResult(
+        layer=layer,
+        init={k: torch.cat([p.init[k] for p in parts]) for k in kinds},
+        delta={k: torch.cat([p.delta[k] for p in parts]) for k in kinds},
+        nll=[x for p in parts for x in p.nll],
+        steps=[x for p in parts for x in p.steps],
+    )
+
+
+def _entry(site_kind: str, layer: int, U: torch.Tensor, V: torch.Tensor, dtype: torch.dtype) -> DeltaEntry:
+    """Low-rank factors while the rank is small, else the dense matrix."""
+    if U.shape[1] * 2 < min(U.shape[0], V.shape[0]):
+        return DeltaEntry(site_kind, layer, U.to(dtype), V.to(dtype))
+    return DeltaEntry(site_kind, layer, (U @ V.T).to(dtype))
+
+
+def spread_updates(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    layers: Sequence[int],
+    targets: dict[str, torch.Tensor],
+    contexts: Sequence[str],
+    covariances: dict[tuple[str, int], torch.Tensor],
+    lam: float,
+    spread: str,
+    progress: bool = False,
+) -> list[DeltaEntry]:
+    """Store ``targets[kind]`` (values of site ``kind`` at the last layer) by updating ``layers`` in turn.
+
+    ``kind`` "resid" or "mlp" updates the MLP down-projection (``mlp_key``); "attn"
+    updates the attention output projection (``attn_key``). Temporary updates are
+    reverted before returning.
+    """
+    top = max(layers)
+    weight_of = {"resid": "mlp_key", "mlp": "mlp_key", "attn": "attn_key"}
+    entries: list[DeltaEntry] = []
+    applied: list[WeightDelta] = []
+    try:
+        for i, layer in enumerate(tqdm(layers, desc="layers", disable=not progress, leave=False)):
+            key_sites = {weight_of[k]: Site(weight_of[k], layer) for k in targets}
+            keys = site_at_lookup(adapter, requests, list(key_sites.values()), lookup="subject_last", contexts=contexts)
+            current = site_at_lookup(adapter, requests, [Site(k, top) for k in targets], lookup="subject_last")
+            step_entries = []
+            for kind, z in targets.items():
+                residual = z - current[Site(kind, top)]  # [n, d_out]
+                left = len(layers) - i
+                residual = residual / (math.sqrt(left) if spread == "sqrt" else left)
+                wkind = weight_of[kind]
+                K = keys[key_sites[wkind]]  # [n, d_in]
+                U, V = least_squares_update(residual.T, K.T, covariances[(wkind, layer)], lam)
+                dtype = adapter.weight(wkind, layer).parameter.dtype
+                step_entries.append(_entry(wkind, layer, U, V, dtype))
+            step = WeightDelta(step_entries)
+            step.apply(adapter)
+            applied.append(step)
+            entries.extend(step_entries)
+    finally:
+        for step in reversed(applied):
+            step.revert(adapter)
+    return entries
+
+
+def memit_edit(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    hparams: MEMITHyperParams | None = None,
+    *,
+    corpus: str | Path | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> WeightDelta:
+    """Edit all ``requests`` together; the model is left unchanged."""
+    hp_ = (hparams or MEMITHyperParams.for_model(adapter)).override(**overrides)
+    layers = resolve_layers(adapter, hp_.layers)
+    requests = [r.validate(adapter) for r in requests]
+    for r in requests:
+        lookup_index(adapter.tokenizer, r.prompt, r.subject, "subject_last")
+    contexts = context_templates(adapter, hp_.context_lengths, seed=hp_.context_seed)
+    stats = key_second_moments(adapter, layers, corpus=corpus, n_tokens=hp_.mom2_n_tokens, dtype=hp_.mom2_dtype, progress=progress)
+    values = chunked_values(adapter, requests, layers[-1], ("resid",), contexts, hp_, progress)
+    entries = spread_updates(adapter, requests, layers, {"resid": values.target("resid")}, contexts,
+                             {("mlp_key", l): c for l, c in stats.items()}, hp_.mom2_update_weight, hp_.spread, progress)
+    return WeightDelta(entries, _metadata("memit", adapter, hp_, requests, layers, corpus, values))
+
+
+def _metadata(editor: str, adapter: ModelAdapter, hparams: EditHyperParams, requests: Sequence[EditRequest],
+              layers: Sequence[int], corpus: Any, values: ValueResult) -> dict[str, Any]:
+    return {
+        "editor": editor,
+        "hparams": hparams.to_dict(),
+        "layers": list(layers),
+        "requests": [r.to_dict() for r in requests],
+        "model_fingerprint": adapter.fingerprint,
+        "corpus": corpus_from(corpus).fingerprint,
+        "target_nll_mean": float(torch.tensor(values.nll).nanmean()) if values.nll else None,
+        "value_steps_mean": float(torch.tensor(values.steps, dtype=torch.float).mean()) if values.steps else None,
+    }
