@@ -1,0 +1,145 @@
+"""Editing speed on the bundled model: single edits, batch edits, covariance throughput.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_edit.py                 # sizes 100 and 1000
+    python benchmarks/bench_edit.py --sizes 10,100 --skip-batch       # choose what to run
+
+Prints, in one run:
+* seconds per single ROME and RETS edit with the key covariance already cached;
+* MEMIT and PMET seconds for n facts of ../shared/data/counterfact/counterfact-edit.json
+  (covariance cached), with the share of rewrite prompts where P(new) > P(true) after;
+* covariance throughput (tokens/s) with forward passes that stop at the needed
+  layer vs full forward passes over the same tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+EDIT_FILE = DATA / "counterfact" / "counterfact-edit.json"
+CORPUS = DATA / "corpus" / "enwiki_sample.jsonl"
+
+
+def load_requests(n: int):
+    from factscope.edit import EditRequest
+
+    records = json.loads(EDIT_FILE.read_text())
+    out = []
+    for r in records:
+        if len(out) == n:
+            break
+        if r["subject"] in r["prompt"] and r["target_new"].strip() and r["target_new"].strip() != r["ground_truth"].strip():
+            out.append(EditRequest(r["prompt"].replace(r["subject"], "{}", 1), r["subject"], r["target_new"],
+                                   r["ground_truth"], case_id=r["case_id"]))
+    return out
+
+
+def efficacy(adapter, requests) -> float:
+    from factscope.scoring import continuation_ids, next_token_logprobs
+
+    lp = next_token_logprobs(adapter, [r.filled for r in requests])
+    tok = adapter.tokenizer
+    wins = [float(lp[i, continuation_ids(tok, r.filled, r.target_new)[0]] > lp[i, continuation_ids(tok, r.filled, r.target_true)[0]])
+            for i, r in enumerate(requests)]
+    return sum(wins) / len(wins)
+
+
+def bench_single(adapter, corpus, reps: int) -> None:
+    from factscope.edit import edit, hparams_for
+    from factscope.edit.covariance import key_second_moments
+    from factscope.edit.hparams import resolve_layer
+
+    requests = load_requests(reps)
+    for name in ("rome", "rets"):
+        hp = hparams_for(name, adapter)
+        key_second_moments(adapter, [resolve_layer(adapter, hp.layer)], corpus=corpus, n_tokens=hp.mom2_n_tokens)
+        edit(adapter, requests[0], editor=name, corpus=corpus, v_steps=1)  # warm-up: contexts cached
+        times, wins = [], []
+        for request in requests:
+            t0 = time.perf_counter()
+            delta = edit(adapter, request, editor=name, corpus=corpus)
+            times.append(time.perf_counter() - t0)
+            with delta.applied(adapter):
+                wins.append(efficacy(adapter, [request]))
+        print(f"{name.upper():5} single edit: {statistics.mean(times):6.1f} s/edit (n={len(times)}, "
+              f"min {min(times):.1f}, max {max(times):.1f}); efficacy {sum(wins)}/{len(wins)}", flush=True)
+
+
+def bench_batch(adapter, corpus, sizes: list[int]) -> None:
+    from factscope.edit import edit, hparams_for
+    from factscope.edit.covariance import key_second_moments
+    from factscope.edit.memit import resolve_layers
+
+    for name in ("memit", "pmet"):
+        hp = hparams_for(name, adapter)
+        key_second_moments(adapter, resolve_layers(adapter, hp.layers), corpus=corpus, n_tokens=hp.mom2_n_tokens)
+        for n in sizes:
+            requests = load_requests(n)
+            before = efficacy(adapter, requests)
+            t0 = time.perf_counter()
+            delta = edit(adapter, requests, editor=name, corpus=corpus, progress=True)
+            seconds = time.perf_counter() - t0
+            with delta.applied(adapter):
+                after = efficacy(adapter, requests)
+            print(f"{name.upper():5} {n:5d} facts: {seconds:8.1f} s ({seconds / n:.2f} s/fact); "
+                  f"efficacy {before:.2f} → {after:.2f}", flush=True)
+
+
+def bench_covariance(adapter, corpus, layer: int, n_tokens: int) -> None:
+    from factscope.edit import covariance as cov
+    from factscope.edit.covariance import key_second_moment
+    t0 = time.perf_counter()
+    key_second_moment(adapter, layer, corpus=corpus, n_tokens=n_tokens, cache=False, progress=False)
+    early = n_tokens / (time.perf_counter() - t0)
+    real_trace = cov.SiteTrace
+
+    def no_stop(adapter_, read=(), edit=None, *, stop=False, **kw):  # same reads, full forward incl. logits
+        return real_trace(adapter_, read=read, edit=edit, stop=False, **kw)
+
+    cov.SiteTrace = no_stop
+    try:
+        t0 = time.perf_counter()
+        key_second_moment(adapter, layer, corpus=corpus, n_tokens=n_tokens, cache=False, progress=False)
+        full = n_tokens / (time.perf_counter() - t0)
+    finally:
+        cov.SiteTrace = real_trace
+    print(f"covariance layer {layer}, {n_tokens} tokens: {early:7.1f} tok/s stopping at the layer vs "
+          f"{full:7.1f} tok/s full forward ({early / full:.1f}x)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000", help="Batch sizes for MEMIT/PMET (comma-separated).")
+    parser.add_argument("--reps", type=int, default=3, help="Single edits timed per editor.")
+    parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--skip-batch", action="store_true")
+    parser.add_argument("--skip-covariance", action="store_true")
+    parser.add_argument("--cov-tokens", type=int, default=1024)
+    args = parser.parse_args()
+    if not EDIT_FILE.is_file() or not CORPUS.is_file():
+        raise SystemExit(f"Needs {EDIT_FILE} and {CORPUS} (the shared data folder).")
+    from factscope.models import load_model
+
+    adapter = load_model().adapter
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"model {adapter.name}; torch threads {torch.get_num_threads()}; load average {load:.1f}; corpus {CORPUS.name}", flush=True)
+    if not args.skip_single:
+        bench_single(adapter, CORPUS, args.reps)
+    if not args.skip_batch:
+        bench_batch(adapter, CORPUS, [int(s) for s in args.sizes.split(",") if s.strip()])
+    if not args.skip_covariance:
+        bench_covariance(adapter, CORPUS, 5, args.cov_tokens)
+        bench_covariance(adapter, CORPUS, 22, args.cov_tokens)
+
+
+if __name__ == "__main__":
+    main()
