@@ -33,9 +33,9 @@ def _one_thread():
 
 
 # ----------------------------------------------------------------- teacher forcing
-@pytest.mark.parametrize("kind", TOKENIZERS)
-def test_score_targets_matches_pairwise_scoring(kind):
-    adapter = tiny_adapter("llama", tokenizer_kind=kind)
+@pytest.mark.parametrize("arch, kind", [("llama", "bytelevel"), ("llama", "metaspace"), ("gemma2", "metaspace"), ("gpt2", "bytelevel"), ("opt", "bytelevel")])
+def test_score_targets_matches_pairwise_scoring(arch, kind):
+    adapter = tiny_adapter(arch, tokenizer_kind=kind)
     pairs = [
         ("The mother tongue of Danielle Darrieux is", "French"),
         ("The mother tongue of Danielle Darrieux is", "English"),

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from factscope.hooks import Site, SiteTrace
 from factscope.models.adapter import ModelAdapter
 from factscope.scoring import continuation_ids
 
@@ -100,6 +101,7 @@ def score_targets(
     """Score every pair; batches hold at most ``max_tokens_per_batch`` padded tokens."""
     tokenizer = adapter.tokenizer
     rows, targets = _pack_rows(tokenizer, pairs)
+    last_site = Site("resid", adapter.n_layers - 1)
     rows.sort(key=lambda r: r.length)
     results: list[TargetScore | None] = [None] * len(pairs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -117,10 +119,18 @@ def score_targets(
             seq = row.prompt_ids + row.carrier
             input_ids[b, : len(seq)] = torch.tensor(seq)
             mask[b, : len(seq)] = 1
-        logits = adapter.model(input_ids=input_ids.to(adapter.device), attention_mask=mask.to(adapter.device)).logits
-        for b, row in enumerate(batch):
-            first = len(row.prompt_ids) - 1
-            row_lp = torch.log_softmax(logits[b, first : first + len(row.carrier)].float(), dim=-1)
+        # Run the layers only; the head is applied to the target positions alone (most
+        # positions are prompt tokens whose logits nobody needs).
+        with SiteTrace(adapter, read=[last_site], stop=True) as trace:
+            adapter.model(input_ids=input_ids.to(adapter.device), attention_mask=mask.to(adapter.device))
+        hidden = trace[str(last_site)]
+        spans = [(b, len(row.prompt_ids) - 1, len(row.carrier)) for b, row in enumerate(batch)]
+        picked_hidden = torch.cat([hidden[b, first : first + n] for b, first, n in spans])
+        logprobs = torch.log_softmax(adapter.project_to_vocab(picked_hidden).float(), dim=-1)
+        offset = 0
+        for (b, first, n), row in zip(spans, batch):
+            row_lp = logprobs[offset : offset + n]
+            offset += n
             top1 = row_lp.argmax(dim=-1).tolist()
             for i in row.members:
                 t_ids = targets[i]
