@@ -68,6 +68,8 @@ def test_dataset_lens_agrees_with_the_single_prompt_lens(files) -> None:
     expected = spearmanr((-ranks.mean(0)).tolist(), ar.mean(0).tolist()).statistic
     assert res.spearman_rho == pytest.approx(expected)
     assert res.ar_layer0 == pytest.approx(res.ar_mean[0]) and res.ar_max == pytest.approx(max(res.ar_mean))
+    assert res.plateau_layer == plateau_layer(res.ar_mean)
+    assert res.plateau_layer_before_last == plateau_layer(res.ar_mean[:-1])
     assert res.knockout == {}
 
 

@@ -165,12 +165,21 @@ def dynamics(
                  for comp in ("attn", "mlp")}
         for metric in ("cos", "jaccard")
     }
+    half = adapter.n_layers // 2
+    by_half = {
+        metric: {comp: {"first_half": mean_abs_change(getattr(result, metric)[comp], 0, half + 1),
+                        "second_half": mean_abs_change(getattr(result, metric)[comp], half, adapter.n_layers - 1)}
+                 for comp in ("attn", "mlp")}
+        for metric in ("cos", "jaccard")
+    }
     summary = {
         "model": adapter.name, "data": str(data), "n": result.n, "k": k, "raw": raw,
         "ffn_stable_layer": {**stable, "both": ffn_stable},
         "mean_abs_change_after_ffn_stable": movement,
+        "mean_abs_change_by_half": by_half,
         "rule": "stable layer: first layer after which |c(l)-c(l-1)| <= 0.1 x range of the FFN curve "
-                "(last layer left out); movement: mean |c(l)-c(l-1)| from that layer to the second-to-last",
+                "(last layer left out); movement: mean |c(l)-c(l-1)| from that layer to the second-to-last; "
+                "halves: layers 1..L/2 and L/2+1..L-2",
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "dynamics.json", {**result.to_dict(), "summary": summary})

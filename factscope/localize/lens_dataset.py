@@ -67,6 +67,7 @@ class LensDatasetResult:
     ar_max: float
     ar_max_layer: int
     plateau_layer: int
+    plateau_layer_before_last: int
     objects_included: dict[str, Any]
     knockout: dict[str, Any] = field(default_factory=dict)
     per_fact: list[dict[str, Any]] = field(default_factory=list)
@@ -86,6 +87,7 @@ class LensDatasetResult:
             "ar_max": self.ar_max,
             "ar_max_layer": self.ar_max_layer,
             "plateau_layer": self.plateau_layer,
+            "plateau_layer_before_last": self.plateau_layer_before_last,
             "spearman_rho": self.spearman_rho,
             "spearman_p": self.spearman_p,
             "objects_included": self.objects_included,
@@ -225,6 +227,7 @@ def run_lens_dataset(
         ar_max=float(ar_mean.max()),
         ar_max_layer=int(ar_mean.argmax()),
         plateau_layer=plateau_layer(ar_mean.tolist()),
+        plateau_layer_before_last=plateau_layer(ar_mean.tolist()[:-1]) if L > 1 else 0,
         objects_included=included,
     )
     declines: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
