@@ -269,3 +269,25 @@ def test_kill_mid_run_then_resume(tmp_path, data):
     assert sorted(r["index"] for r in resumed) == list(range(6))
     _run(tiny_adapter("llama"), data, tmp_path / "fresh", random_delta_editor())  # uninterrupted, in-process
     assert _strip_timing(resumed) == _strip_timing(read_results(tmp_path / "fresh" / "results.jsonl"))
+
+
+def test_evaluate_cli_end_to_end_and_resume(tmp_path, data):
+    from typer.testing import CliRunner
+
+    from factscope.cli import app
+    from factscope.testing import tiny_model
+
+    model, tokenizer = tiny_model("llama")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    args = ["evaluate", "--editor", "none", "--data", str(data), "--model", str(tmp_path / "model"),
+            "--out", str(tmp_path / "run"), "--no-generation", "--n", "4"]  # fmt: skip
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "started; 4 new line(s)" in first.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "resumed; 0 new line(s)" in again.output
+    changed = CliRunner().invoke(app, [*args[:-1], "5"])
+    assert changed.exit_code == 2 and "another configuration" in changed.output
+    summary = CliRunner().invoke(app, ["summarize", str(tmp_path / "run"), "--out", str(tmp_path / "sum")])
+    assert summary.exit_code == 0 and "| none | 4 |" in summary.output
