@@ -34,6 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from factscope.datasets.records import Case, EditCase, ZsreCase
+from factscope.datasets.relations import RELATIONS
 from factscope.datasets.supplements import relation_requests
 from factscope.edit.delta import WeightDelta
 from factscope.edit.request import EditRequest
@@ -122,11 +123,11 @@ def _check_cases(cases: Sequence[Case], config: RunConfig) -> None:
     if not cases:
         raise RunConfigError("No cases to evaluate.")
     if "relation" in config.perspectives():
-        bad = [c.case_id for c in cases if isinstance(c, ZsreCase) or c.relation_id is None]
+        bad = [c.case_id for c in cases if isinstance(c, ZsreCase) or c.relation_id not in RELATIONS]
         if bad:
             raise RunConfigError(
-                f"The relation perspective needs a relation_id per case; {len(bad)} case(s) lack one "
-                f"(first: {bad[0]!r}). zsRE and the flattened CounterFact format have none."
+                f"The relation perspective needs a relation_id with a name in factscope.datasets.relations; "
+                f"{len(bad)} case(s) lack one (first: {bad[0]!r}). zsRE and the flattened CounterFact format have none."
             )
     ids = [c.case_id for c in cases]
     if len(set(map(str, ids))) != len(ids):

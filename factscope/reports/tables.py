@@ -38,7 +38,7 @@ COUNTERFACT_COLUMNS = (
     Column("efficacy", "Efficacy", "share of cases with P(o*) > P(o) on the rewrite prompt; multi-token targets by mean per-token NLL."),
     Column("generalization", "Generalization", "same comparison on the paraphrase prompts (mean per case, then over cases)."),
     Column("s_specificity", "S-Specificity", "P(o) > P(o*) on the neighbourhood prompts (other subjects, same relation, true object o)."),
-    Column("r_specificity", "R-Specificity", "P(o2) > P(o*) on prompts about the same subject under other relations fitting its type; o2 = unedited model's first-word greedy prediction (100 % for the unedited model up to multi-token effects). Built per model, see docs/evaluation.md."),
+    Column("r_specificity", "R-Specificity", "P(o2) > P(o*) on prompts about the same subject under other relations fitting its type; o2 = the unedited model's greedy continuation through its first content word (≈100 % for the unedited model by construction). Built per model, see docs/evaluation.md."),
     Column("fluency", "Fluency", "weighted bi/tri-gram entropy (bits, ×100) of texts sampled (top-5, 100 tokens incl. prompt) from generation_prompts (ROME)."),
     Column("consistency", "Consistency", "TF-IDF cosine (×100) between those texts and reference texts about o*: the unedited model's samples continuing '<attribute prompt> <o*>' (other subjects whose true object is o*); corpus paragraphs mentioning o* when a case has no attribute prompts. IDF from the enwiki sample's paragraphs."),
 )
