@@ -92,7 +92,7 @@ def _format_table(summary: dict, kinds: tuple[str, ...]) -> str:
 def trace_dataset(
     data: Annotated[Path, typer.Option("--data", help="known_1000.json-style file of known facts.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for traces.jsonl, summary JSON and heatmaps.")],
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Use the first N facts.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Trace the first N correctly predicted facts.")] = None,
     corrupt: Annotated[str, typer.Option(help="subject | relation | both.")] = "both",
     kind: Annotated[str, typer.Option(help="state | mlp | attn | all.")] = "all",
     samples: Annotated[int, typer.Option(min=1, help="Noise samples.")] = 10,
@@ -116,13 +116,13 @@ def trace_dataset(
         fail(f"--corrupt must be subject, relation or both, got {corrupt!r}.")
         return
     try:
-        facts = load_knowns(data, n=n)
+        facts = load_knowns(data)
     except DatasetFormatError as err:
         fail(str(err))
         return
     adapter = load_adapter(model, device, dtype, device_map)
     run = run_dataset(adapter, facts, corrupts=corrupts, kinds=kinds, window=window, samples=samples, noise=noise,
-                      seed=seed, relation_prefix=relation_prefix, out_dir=out)
+                      seed=seed, relation_prefix=relation_prefix, out_dir=out, max_traced=n)
     for c, part in run.summary.items():
         for k, grid in part["grids"].items():
             plot_group_grid(grid, list(part["table"]), k, out / f"aie_{c}_{k}.png",

@@ -120,6 +120,7 @@ class DatasetTrace:
             "settings": self.settings,
             "n_traced": {c: s["n_facts"] for c, s in self.summary.items()},
             "n_skipped": len(self.skipped),
+            "n_skipped_wrong_prediction": sum(1 for s in self.skipped if s.get("reason") == "wrong prediction"),
             "skipped": self.skipped,
             "summary": summary,
         }
@@ -167,8 +168,13 @@ def trace_dataset(
     relation_prefix: bool = False,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    max_traced: int | None = None,
 ) -> DatasetTrace:
-    """Trace every correctly predicted fact from each perspective in ``corrupts``."""
+    """Trace correctly predicted facts from each perspective in ``corrupts``.
+
+    ``max_traced`` stops once that many facts have been traced (facts are taken in order,
+    wrongly predicted ones are skipped and counted).
+    """
     from tqdm.auto import tqdm
 
     for kind in kinds:
@@ -194,6 +200,8 @@ def trace_dataset(
 
     bar = tqdm(facts, desc="tracing facts", unit="fact", disable=not progress)
     for fact in bar:
+        if max_traced is not None and len({r["known_id"] for r in run.records}) >= max_traced:
+            break
         todo = [c for c in corrupts if (fact.known_id, c) not in done]
         if not todo or (fact.known_id, "*") in done:
             continue

@@ -129,10 +129,15 @@ class LayerStepper:
                 call.kwargs = _map(call.kwargs, swap)
         return [captured[l] for l in range(adapter.n_layers)]
 
+    def prepare(self, start: int) -> None:
+        """Capture the layer arguments for suffix ``start`` (a model forward: call it outside any edit)."""
+        if start not in self._calls:
+            self._calls[start] = self._capture(start)
+
     def run(self, layer: int, hidden: torch.Tensor, start: int, rows: torch.Tensor) -> torch.Tensor:
         """Layer ``layer`` on ``hidden`` ``[B, T-start, d]``; ``rows`` = sample index per batch row."""
         if start not in self._calls:
-            self._calls[start] = self._capture(start)
+            raise RuntimeError(f"LayerStepper.prepare({start}) must run before run(..., start={start}).")
         call = self._calls[start][layer]
         if start in self._caches:
             self._caches[start].rows = rows
@@ -157,7 +162,14 @@ class _Group:
     first: int  # first decoder layer that must be computed (n_layers: none)
     state_patch: int | None = None  # restore clean h^{state_patch} at the token in the first layer's input
     patches: dict[int, str] = field(default_factory=dict)  # layer -> "clean" | "corrupted" value of the site
-    offset: int = 0  # first batch row
+
+
+@dataclass
+class _Node:
+    """Batch rows ``offset..offset+samples`` shared by restorations identical so far."""
+
+    members: list[_Group]
+    offset: int
 
 
 class FastTracer:
@@ -213,6 +225,7 @@ class FastTracer:
         site_kind = severed if severed else kind
         for token in range(min(plan.corrupted), plan.n_tokens):
             start = token if self.stepper.prefix_reuse else 0
+            self.stepper.prepare(start)
             groups = self._groups(kind, window, severed)
             for chunk in self._chunks(groups, plan.n_tokens - start):
                 for group, prob in self._run_chunk(chunk, token, start, site_kind):
@@ -231,44 +244,55 @@ class FastTracer:
         pos = token - start
         sample_ids = torch.arange(samples, device=adapter.device)
         results: list[tuple[_Group, float]] = []
-        done = [g for g in groups if g.first >= n]
-        if done:
-            last = torch.stack([self._initial(g, token, start)[:, -1] for g in done])  # [G, S, d]
-            probs = target_probs(adapter, last.reshape(-1, last.shape[-1]), self.plan.target_id)
-            results += [(g, float(p.mean())) for g, p in zip(done, probs.view(len(done), samples))]
+        for group in (g for g in groups if g.first >= n):
+            # h^{L-1} restored: only the last token's own restoration reaches the output.
+            results.append((group, self.clean_prob if token == self.plan.n_tokens - 1 else self.corrupted_prob))
         active = [g for g in groups if g.first < n]
         if not active:
             return results
         hidden: torch.Tensor | None = None
         rows = torch.empty(0, dtype=torch.long, device=adapter.device)
-        joined: list[_Group] = []
+        nodes: list[_Node] = []
         pending = list(active)
         for layer in range(min(g.first for g in active), n):
-            while pending and pending[0].first == layer:
-                group = pending.pop(0)
-                group.offset = 0 if hidden is None else hidden.shape[0]
-                h = self._initial(group, token, start)
+            joining = [g for g in pending if g.first == layer]
+            pending = [g for g in pending if g.first != layer]
+            # Restorations with the same first layer and no state patch share rows until they differ.
+            by_start: dict[object, list[_Group]] = {}
+            for group in joining:
+                by_start.setdefault(group.state_patch, []).append(group)
+            for members in by_start.values():
+                h = self._initial(members[0], token, start)
+                nodes.append(_Node(members, 0 if hidden is None else hidden.shape[0]))
                 hidden = h if hidden is None else torch.cat([hidden, h])
                 rows = torch.cat([rows, sample_ids])
-                joined.append(group)
-            edit = self._patch_edit(joined, layer, token, pos, site_kind)
+            for node in list(nodes):  # fork nodes whose members patch this layer differently
+                patched = [g for g in node.members if layer in g.patches]
+                if patched and len(patched) < len(node.members):
+                    node.members = [g for g in node.members if layer not in g.patches]
+                    nodes.append(_Node(patched, hidden.shape[0]))
+                    hidden = torch.cat([hidden, hidden[node.offset : node.offset + samples]])
+                    rows = torch.cat([rows, sample_ids])
+            edit = self._patch_edit(nodes, layer, token, pos, site_kind)
             if edit is None:
                 hidden = self.stepper.run(layer, hidden, start, rows)
             else:
                 with SiteTrace(adapter, edit={Site(site_kind, layer): edit}):
                     hidden = self.stepper.run(layer, hidden, start, rows)
         probs = target_probs(adapter, hidden[:, -1], self.plan.target_id)
-        results += [(g, float(probs[g.offset : g.offset + samples].mean())) for g in joined]
+        for node in nodes:
+            prob = float(probs[node.offset : node.offset + samples].mean())
+            results += [(g, prob) for g in node.members]
         return results
 
-    def _patch_edit(self, joined: list[_Group], layer: int, token: int, pos: int, site_kind: str):
+    def _patch_edit(self, nodes: list[_Node], layer: int, token: int, pos: int, site_kind: str):
         samples = self.plan.config.samples
         row_ids, values = [], []
-        for group in joined:
-            source = group.patches.get(layer)
+        for node in nodes:
+            source = node.members[0].patches.get(layer)
             if source is None:
                 continue
-            row_ids.append(torch.arange(group.offset, group.offset + samples))
+            row_ids.append(torch.arange(node.offset, node.offset + samples))
             if source == "clean":
                 values.append(self.clean.sites[site_kind][layer][token].expand(samples, -1))
             else:
