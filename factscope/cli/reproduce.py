@@ -1,0 +1,63 @@
+"""``factscope reproduce``: regenerate the papers' artefacts on a model and write a report.
+
+Usage::
+
+    factscope reproduce --quick --out reports/quick                      # ~minutes, tiny samples
+    factscope reproduce --full --out reports/full --data-dir ../shared/data   # paper-like sizes (hours)
+    factscope reproduce --quick --out reports/q --sizes lens_facts=80 --only rets_table1,rets_fig2
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from factscope.cli.common import DeviceOption, DtypeOption, ModelOption, fail, load_adapter
+
+
+def reproduce(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (one subfolder per artefact; rerun to resume).")],
+    quick: Annotated[bool, typer.Option("--quick", help="Small samples (default).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Paper-like sample sizes (hours on a CPU).")] = False,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder with knowns/, counterfact/, corpus/ (shared/data).")] = Path("../shared/data"),
+    sizes: Annotated[list[str], typer.Option("--sizes", help="Override a size KEY=VALUE (repeatable), e.g. lens_facts=80.")] = [],
+    preset_name: Annotated[Optional[str], typer.Option("--preset", help="quick | full | tiny (overrides --quick/--full).")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated artefacts to run (default: all).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: the preset's, 1).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for noise, sampling and relation choice.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+) -> None:
+    """Run every artefact of SPEC §6 (resumable) and write OUT/report.md."""
+    from factscope.reproduce import STEPS, DataFiles, preset
+    from factscope.reproduce import reproduce as run
+
+    if quick and full:
+        fail("Choose one of --quick and --full.")
+    name = preset_name or ("full" if full else "quick")
+    try:
+        chosen = preset(name).override(list(sizes))
+        data = DataFiles.from_dir(data_dir)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+        return
+    steps = [s.strip() for s in only.split(",") if s.strip()] if only else None
+    if steps and any(s not in STEPS for s in steps):
+        fail(f"--only names unknown artefacts; available: {', '.join(STEPS)}.")
+    import torch
+
+    torch.set_num_threads(threads or chosen.threads)
+    adapter = load_adapter(model, device, dtype, None)
+    command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
+    typer.echo(f"wrote {report}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce)

@@ -1,0 +1,76 @@
+"""Resumable evaluation runs for the editing artefacts (a thin layer over ``run_evaluation``).
+
+Usage::
+
+    stats = evaluate_editor(ctx, folder / "runs" / "rome", "rome", cases, all_cases, label="ROME")
+    stats.mean("entity", "efficacy"), stats.stats["entity"]["efficacy"].ci
+
+Each run folder is a normal ``factscope evaluate`` run (manifest + results.jsonl), so
+an interrupted reproduction resumes case by case and ``factscope summarize`` reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from factscope.reproduce.context import ReproContext
+
+
+def load_counterfact(ctx: ReproContext, n: int) -> tuple[list[Any], list[Any], Path, str]:
+    """The first ``n`` cases (original COUNTERFACT; the flattened file beyond its size), all cases, path, format."""
+    from factscope.datasets import load_cases
+
+    path, fmt = ctx.data.path("counterfact"), "counterfact"
+    all_cases = load_cases(path, format=fmt)
+    if n > len(all_cases) and ctx.data.counterfact_flat is not None:
+        path, fmt = ctx.data.path("counterfact_flat"), "flat"
+        all_cases = load_cases(path, format=fmt)
+    return all_cases[:n], all_cases, path, fmt
+
+
+def evaluate_editor(
+    ctx: ReproContext,
+    folder: Path,
+    editor: str,
+    cases: list[Any],
+    all_cases: list[Any],
+    data_path: Path,
+    fmt: str,
+    *,
+    label: str,
+    overrides: dict[str, Any] | None = None,
+    perspective: str = "entity",
+    mode: str = "single",
+    batch_size: int | None = None,
+    generation: bool | None = None,
+) -> Any:
+    """Run (or resume) one editor over ``cases`` into ``folder``; returns its ``RunStats``."""
+    from factscope.evaluate.editors import named_editor
+    from factscope.evaluate.runner import RunConfig, run_evaluation
+    from factscope.evaluate.summary import summarize_run
+    from factscope.evaluate.supplements import SupplementConfig, dataset_key
+    from factscope.evaluate.text_metrics import load_idf
+
+    generation = ctx.sizes.generation if generation is None else generation
+    kwargs = {} if editor == "none" else ctx.editor_kwargs(editor, **(overrides or {}))
+    config = RunConfig(
+        editor=editor, data=str(Path(data_path).resolve()), format=fmt, n=len(cases), mode=mode, batch_size=batch_size,
+        perspective=perspective, generation=generation, model=ctx.adapter.name, model_fingerprint=ctx.adapter.fingerprint,
+        overrides=kwargs, label=label, seed=ctx.seed, dataset_key=dataset_key(data_path, fmt),
+        supplement=SupplementConfig(seed=ctx.seed, corpus=str(ctx.data.path("corpus"))).to_dict(),
+    )
+    idf = load_idf(ctx.data.path("corpus")) if generation else None
+    run_evaluation(ctx.adapter, cases, named_editor(editor, **kwargs), config, folder, all_cases=all_cases, idf=idf,
+                   progress=ctx.progress)
+    return summarize_run(folder)
+
+
+def stat(run: Any, metric: str, perspective: str = "entity") -> tuple[float | None, float | None]:
+    """(mean, 95 % CI half-width) of a metric, or (None, None)."""
+    s = run.stats.get(perspective, {}).get(metric)
+    return (s.mean, s.ci) if s is not None else (None, None)
+
+
+def n_cases(run: Any, perspective: str = "entity") -> int:
+    return int(run.n_cases.get(perspective, 0))

@@ -1,0 +1,114 @@
+"""Run every artefact step (resumable) and write the report.
+
+Usage::
+
+    report = reproduce(adapter, "reports/quick", data=DataFiles.from_dir("../shared/data"), sizes=QUICK,
+                       command="factscope reproduce --quick --out reports/quick")
+
+A step whose ``out/<artefact>/result.json`` exists is skipped, so an interrupted run
+resumes; the partially done work inside a step (traces, evaluation cases) resumes too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from factscope.models.adapter import ModelAdapter
+from factscope.reproduce import batch, editing, lens, tracing
+from factscope.reproduce.artefact import StepFn, run_step
+from factscope.reproduce.context import DataFiles, ReproContext
+from factscope.reproduce.report import write_report
+from factscope.reproduce.sizes import Sizes
+
+STEPS: dict[str, StepFn] = {
+    "rets_table1": tracing.rets_table1,
+    "rets_fig2": tracing.rets_fig2,
+    "rets_fig3_table2": lens.rets_fig3_table2,
+    "rets_table3": editing.rets_table3,
+    "rets_fig5": editing.rets_fig5,
+    "seed001_tables12": editing.seed001_tables12,
+    "seed001_fig2": tracing.seed001_fig2,
+    "seed001_fig3": tracing.seed001_fig3,
+    "pmet_fig2": lens.pmet_fig2,
+    "pmet_table1": batch.pmet_table1,
+    "pmet_table3": batch.pmet_table3,
+}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("factscope")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _deviations(sizes: Sizes) -> str:
+    parts = []
+    if sizes.editor_overrides:
+        parts.append("editor settings changed for speed: " + ", ".join(f"{k}={v}" for k, v in sizes.editor_overrides.items()))
+    if not sizes.generation:
+        parts.append("no text generation (Fluency/Consistency not measured)")
+    if sizes.name != "full":
+        parts.append(f"sample sizes of the '{sizes.name}' preset, far below the papers'")
+    return "; ".join(parts)
+
+
+def reproduce(
+    adapter: ModelAdapter,
+    out: str | Path,
+    *,
+    data: DataFiles,
+    sizes: Sizes,
+    command: str = "",
+    steps: Sequence[str] | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Run the chosen (default: all) steps into ``out`` and write ``out/report.md``; returns its path."""
+    names = list(steps) if steps else list(STEPS)
+    unknown = [n for n in names if n not in STEPS]
+    if unknown:
+        raise ValueError(f"Unknown artefact(s) {', '.join(unknown)}; available: {', '.join(STEPS)}.")
+    sizes.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = ReproContext(adapter, out, data, sizes, progress=progress, seed=seed)
+    timings_path = out / "timings.json"
+    seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    start = time.perf_counter()
+    results = []
+    for name in names:
+        if progress:
+            print(f"[reproduce] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        result, computed = run_step(ctx, name, STEPS[name])
+        if computed:
+            seconds[name] = time.perf_counter() - t0
+            timings_path.write_text(json.dumps(seconds, indent=1))
+        if progress:
+            print(f"[reproduce] {name}: {'done' if computed else 'already complete'} ({seconds.get(name, result.seconds):.0f} s)", flush=True)
+        results.append(result)
+    # Every data file a step may read is named, including those read by skipped (complete) steps.
+    data.used |= {"knowns", "attributes", "counterfact", "corpus"}
+    if sizes.batch_cases > 500 and data.counterfact_flat is not None:
+        data.used.add("counterfact_flat")
+    header = {
+        "command": command or "factscope.reproduce.reproduce(...)",
+        "model": adapter.name,
+        "fingerprint": adapter.fingerprint,
+        "n_layers": adapter.n_layers,
+        "version": _version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "sizes": sizes.to_dict(),
+        "data_sha256": data.sha256(),
+        "seconds": seconds,
+        "total_seconds": time.perf_counter() - start,
+        "deviations": _deviations(sizes),
+    }
+    (out / "run.json").write_text(json.dumps(header, indent=1))
+    return write_report(out, results, header)

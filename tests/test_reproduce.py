@@ -1,0 +1,114 @@
+"""The whole reproduction pipeline on a tiny random model with tiny sizes and hand-made data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
+from factscope.reproduce import STEPS, TINY, DataFiles, reproduce
+from factscope.reproduce.artefact import ArtefactResult
+from factscope.reproduce.verdicts import FAILS, HOLDS, compare
+from factscope.testing import tiny_adapter
+
+PROMPTS = [  # (known_id, subject, prompt, relation)
+    (0, "Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "P103"),
+    (1, "Lionel Messi", "Lionel Messi plays the game of", "P641"),
+    (2, "Toyota", "Toyota is headquartered in the city of", "P17"),
+    (3, "Marie Curie", "Marie Curie was born in the city of", "P19"),
+    (4, "Berlin", "Berlin is a city in the country of", "P17"),
+    (5, "Michael Jordan", "Michael Jordan is a player of", "P641"),
+]
+
+
+def _knowns(adapter) -> list[dict]:
+    """Known facts whose attribute is the tiny model's own greedy word (so tracing has facts to trace)."""
+    facts = []
+    for known_id, subject, prompt, rel in PROMPTS:
+        ids = torch.tensor([adapter.tokenizer(prompt)["input_ids"]])
+        with torch.no_grad():
+            top = adapter.model(input_ids=ids).logits[0, -1].topk(50).indices.tolist()
+        words = [adapter.tokenizer.decode([t]) for t in top]
+        word = next((w for w in words if w.startswith(" ") and w.strip().isalpha()), None)
+        if word is None:
+            continue
+        facts.append({"known_id": known_id, "subject": subject, "attribute": word.strip(), "prediction": word,
+                      "template": prompt.replace(subject, "{}"), "prompt": prompt, "relation_id": rel, "_greedy": words[0] == word})
+    return facts
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("repro")
+    adapter = tiny_adapter("llama", seed=0)
+    facts = _knowns(adapter)
+    assert any(f["_greedy"] for f in facts), "no tiny fact is predicted greedily; tracing would have nothing to trace"
+    knowns = write_json([{k: v for k, v in f.items() if k != "_greedy"} for f in facts], root / "knowns.json")
+    attributes = write_json({"P103": ["French", "English"], "P641": ["football", "basketball", "the"],
+                             "P17": ["Japan", "Germany", "Italy", "city"], "P19": ["Paris", "Warsaw", "city"]},
+                            root / "attributes.json")
+    counterfact = write_json(tiny_counterfact_records(), root / "cf.json")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"title": str(i), "text": "The city of Paris is in France. Lionel Messi plays football. "
+                                            "Marie Curie was born in Warsaw. Toyota is headquartered in Japan. " * 3})
+                                for i in range(6)))
+    data = DataFiles(knowns=knowns, attributes=attributes, counterfact=counterfact, corpus=corpus)
+    out = root / "out"
+    report = reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False)
+    return adapter, data, out, report
+
+
+def test_every_artefact_and_report(setup):
+    adapter, data, out, report = setup
+    text = report.read_text()
+    for name in STEPS:
+        folder = out / name
+        assert (folder / "result.json").is_file(), name
+        result = ArtefactResult.load(folder)
+        assert result.claims, f"{name} checks no claim"
+        for fig in result.figures:
+            assert (out / fig).is_file() and (out / fig).stat().st_size > 0, fig
+            assert f"]({fig})" in text
+        assert result.title in text and f'id="{name}"' in text
+    expected = {"rets_table1": [], "rets_fig2": ["aie_relation_mlp.png", "aie_relation_attn.png"],
+                "rets_fig3_table2": ["attributes_rate.png", "rank_flow.png", "knockout.png"],
+                "rets_fig5": ["layer_sweep.png"], "seed001_fig2": ["aie_relation_state.png"],
+                "seed001_fig3": ["severed.png"], "pmet_fig2": ["dynamics.png"]}
+    for name, files in expected.items():
+        for f in files:
+            assert (out / name / f).is_file(), f"{name}/{f}"
+    assert str(data.counterfact) in text or data.counterfact.name in text  # data hashes listed
+    run = json.loads((out / "run.json").read_text())
+    assert run["fingerprint"] == adapter.fingerprint and set(run["seconds"]) == set(STEPS)
+    # Tiny n: every claim must be inconclusive, never a verdict.
+    verdicts = [c.verdict for name in STEPS for c in ArtefactResult.load(out / name).claims]
+    assert all(v.startswith("inconclusive") for v in verdicts), verdicts
+
+
+def test_resume_skips_complete_steps(setup):
+    adapter, data, out, report = setup
+    before = (out / "rets_table3" / "result.json").stat().st_mtime_ns
+    (out / "pmet_fig2" / "result.json").unlink()
+    reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False, steps=["rets_table3", "pmet_fig2"])
+    assert (out / "rets_table3" / "result.json").stat().st_mtime_ns == before
+    assert (out / "pmet_fig2" / "result.json").is_file()
+
+
+def test_verdict_rule():
+    assert compare(0.9, 0.4, ">", 30, 20, 0.05, 0.05) == HOLDS
+    assert compare(0.4, 0.9, ">", 30, 20, 0.05, 0.05) == FAILS
+    assert compare(0.9, 0.4, ">", 5, 20).startswith("inconclusive (n = 5")
+    assert compare(0.52, 0.5, ">", 30, 20, 0.1, 0.1).startswith("inconclusive (|difference|")
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        TINY.override(["nonsense=3"])
+    with pytest.raises(ValueError):
+        TINY.override(["sweep_layers=[2.5]"])
+    with pytest.raises(FileNotFoundError):
+        DataFiles.from_dir("/nonexistent")
