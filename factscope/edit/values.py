@@ -169,7 +169,7 @@ def optimize_values(
             ratio = deltas[kind].pow(2).sum(1) / init[kind].pow(2).sum(1).clamp(min=1e-12)
             loss = loss + hp.v_weight_decay * ratio.sum()
         if progress:
-            bar.set_postfix(nll=float(nll.mean()), done=int(done.sum()))
+            bar.set_postfix(nll=float(nll.detach().mean()), done=int(done.sum()))
         if bool(done.all()) or step == hp.v_steps - 1 or hp.v_steps == 0:
             break
         frozen = {k: v.detach()[done].clone() for k, v in deltas.items()}
