@@ -90,7 +90,8 @@ def test_trace_api_shapes_and_roundtrip():
     result = trace(adapter, PROMPT, SUBJECT, target="French", corrupt="relation", kind="mlp", samples=2, window=2)
     n_tokens = len(adapter.tokenizer(PROMPT)["input_ids"])
     assert result.scores.shape == (n_tokens, adapter.n_layers)
-    assert result.corrupted == result.groups["fr"] + result.groups["mr"] + result.groups["lr"]
+    assert result.corrupted == sorted(set(result.groups["fr"] + result.groups["mr"] + result.groups["lr"]))
+    assert result.corrupted and result.corrupted[-1] == n_tokens - 1
     back = TraceResult.from_dict(result.to_dict())
     assert torch.equal(back.scores, result.scores) and back.config == result.config
 

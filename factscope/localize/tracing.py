@@ -217,7 +217,8 @@ class TraceResult:
             "window": cfg.window,
             "samples": cfg.samples,
             "noise": cfg.noise,
-            "noise_std": self.noise_std,
+            "noise_std": self.noise_std,  # the std actually used
+            "fixed_noise_std": cfg.noise_std,  # as requested (None: noise × embedding std)
             "seed": cfg.seed,
             "relation_prefix": cfg.relation_prefix,
             "clean_prob": self.clean_prob,
@@ -235,7 +236,7 @@ class TraceResult:
             window=data["window"],
             samples=data["samples"],
             noise=data["noise"],
-            noise_std=data.get("noise_std"),
+            noise_std=data.get("fixed_noise_std"),
             severed=data.get("severed"),
             seed=data["seed"],
             relation_prefix=data.get("relation_prefix", False),
