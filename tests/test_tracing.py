@@ -160,8 +160,8 @@ def test_bundled_fast_equals_reference_short_prompt():
     adapter = load_model().adapter
     plan = plan_trace(adapter, "Paris is the capital of", "Paris", None, TraceConfig(samples=2))
     tracer = FastTracer(adapter, plan)
-    for kind in ("state", "mlp"):
-        ref, clean_prob, corrupted_prob = reference_grid(adapter, plan, kind, 10)
-        assert abs(clean_prob - tracer.clean_prob) < TOL
-        assert (tracer.grid(kind, window=10) - ref).abs().max().item() < TOL
+    ref, clean_prob, corrupted_prob = reference_grid(adapter, plan, "mlp", 10)  # window path; ~150 forwards
+    assert abs(clean_prob - tracer.clean_prob) < TOL
+    assert abs(corrupted_prob - tracer.corrupted_prob) < TOL
+    assert (tracer.grid("mlp", window=10) - ref).abs().max().item() < TOL
     assert clean_prob > corrupted_prob
