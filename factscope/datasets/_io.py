@@ -17,15 +17,21 @@ from typing import Any
 from factscope.datasets.errors import DatasetFormatError
 
 
-def read_json_list(path: str | Path) -> list[Any]:
-    """The JSON list stored at ``path``; errors name the file."""
+def read_json(path: str | Path) -> Any:
+    """The JSON value stored at ``path``; errors name the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DatasetFormatError(f"{path} does not exist.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetFormatError(f"{path} is not valid JSON: {err}") from None
+
+
+def read_json_list(path: str | Path) -> list[Any]:
+    """The JSON list stored at ``path``; errors name the file."""
+    path = Path(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise DatasetFormatError(f"{path}: expected a JSON list of records, found {type(data).__name__}.")
     return data

@@ -8,10 +8,10 @@ Usage::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from factscope.datasets._io import read_json, read_json_list
 from factscope.datasets.errors import DatasetFormatError
 
 
@@ -56,15 +56,7 @@ def parse_known(record: object, index: int, source: str = "<records>") -> KnownF
 
 def load_knowns(path: str | Path, n: int | None = None) -> list[KnownFact]:
     """Load (the first ``n``) known facts from a JSON list."""
-    path = Path(path)
-    try:
-        records = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetFormatError(f"{path} does not exist.") from None
-    except json.JSONDecodeError as err:
-        raise DatasetFormatError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(records, list):
-        raise DatasetFormatError(f"{path}: expected a JSON list of records.")
+    records = read_json_list(path)
     if n is not None:
         records = records[:n]
     return [parse_known(r, i, str(path)) for i, r in enumerate(records)]
@@ -73,12 +65,7 @@ def load_knowns(path: str | Path, n: int | None = None) -> list[KnownFact]:
 def load_relation_attributes(path: str | Path) -> dict[str, list[str]]:
     """``relation_id -> [attribute strings]`` (format of ``relation_related_attributes.json``)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetFormatError(f"{path} does not exist.") from None
-    except json.JSONDecodeError as err:
-        raise DatasetFormatError(f"{path} is not valid JSON: {err}") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{path}: expected an object mapping relation_id to a list of strings.")
     for rel, values in data.items():
