@@ -59,7 +59,7 @@ def main() -> None:
         plan = plan_trace(adapter, fact.prompt, fact.subject, fact.attribute, config)
         t0 = time.perf_counter()
         tracer = FastTracer(adapter, plan)
-        fast = {kind: tracer.grid(kind, window=args.window) for kind in KINDS}
+        fast = dict(zip(KINDS, tracer.grids([(kind, args.window, None) for kind in KINDS])))
         t_fast = time.perf_counter() - t0
         t0 = time.perf_counter()
         ref = {kind: reference_grid(adapter, plan, kind, args.window)[0] for kind in KINDS}

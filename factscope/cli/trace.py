@@ -61,7 +61,8 @@ def trace(
     try:
         results = trace_kinds(adapter, prompt, subject, target, kinds=kinds, corrupt=corrupt, window=window,
                               samples=samples, noise=noise, noise_std=noise_std,
-                              severed=(severed,) if severed else (), seed=seed, relation_prefix=relation_prefix)
+                              severed=(severed,) if severed else (), seed=seed, relation_prefix=relation_prefix,
+                              progress=True)
     except ValueError as err:  # subject not found, empty relation, empty target, ...
         fail(str(err))
         return

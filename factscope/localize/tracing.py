@@ -295,6 +295,7 @@ def trace_kinds(
     seed: int = 0,
     relation_prefix: bool = False,
     max_batch_tokens: int = 16384,
+    progress: bool = False,
 ) -> dict[str, TraceResult]:
     """Several grids of one prompt sharing the clean and corrupted runs.
 
@@ -314,11 +315,11 @@ def trace_kinds(
         raise ValueError("Nothing to trace: give at least one kind or severed variant.")
     plan = plan_trace(adapter, prompt, subject, target, base)
     tracer = FastTracer(adapter, plan, read_kinds=tuple(severed), max_batch_tokens=max_batch_tokens)
-    out = {}
-    for name, config in jobs.items():
-        scores = tracer.grid(config.kind, window=config.window, severed=config.severed)
-        out[name] = _result(adapter, plan, config, scores, tracer.clean_prob, tracer.corrupted_prob)
-    return out
+    grids = tracer.grids([(c.kind, c.window, c.severed) for c in jobs.values()], progress=progress)
+    return {
+        name: _result(adapter, plan, config, scores, tracer.clean_prob, tracer.corrupted_prob)
+        for (name, config), scores in zip(jobs.items(), grids)
+    }
 
 
 def trace(

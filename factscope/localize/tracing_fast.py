@@ -162,6 +162,8 @@ class _Group:
     first: int  # first decoder layer that must be computed (n_layers: none)
     state_patch: int | None = None  # restore clean h^{state_patch} at the token in the first layer's input
     patches: dict[int, str] = field(default_factory=dict)  # layer -> "clean" | "corrupted" value of the site
+    site_kind: str = "mlp"  # site the patches write ("mlp" | "attn")
+    spec: int = 0  # which requested grid it belongs to
 
 
 @dataclass
@@ -197,39 +199,52 @@ class FastTracer:
         self.corrupted_prob = float(self.corrupted.target_probs.mean())
 
     # ------------------------------------------------------------------ groups
-    def _groups(self, kind: str, window: int, severed: str | None) -> list[_Group]:
+    def _groups(self, spec: int, kind: str, window: int, severed: str | None) -> list[_Group]:
         n = self.adapter.n_layers
         groups = []
         for layer in range(n):
             if kind == "state":
                 patches = {later: "corrupted" for later in range(layer + 1, n)} if severed else {}
-                groups.append(_Group(layer, layer + 1, state_patch=layer, patches=patches))
+                groups.append(_Group(layer, layer + 1, state_patch=layer, patches=patches,
+                                     site_kind=severed or "mlp", spec=spec))
             else:
                 span = window_layers(layer, window, n)
-                groups.append(_Group(layer, span.start, patches={l: "clean" for l in span}))
-        return sorted(groups, key=lambda g: g.first)
+                groups.append(_Group(layer, span.start, patches={l: "clean" for l in span}, site_kind=kind, spec=spec))
+        return groups
 
     def _chunks(self, groups: list[_Group], n_suffix: int) -> list[list[_Group]]:
         samples = self.plan.config.samples
+        groups = sorted(groups, key=lambda g: g.first)
         per_chunk = max(1, self.max_batch_tokens // max(1, samples * n_suffix))
         return [groups[i : i + per_chunk] for i in range(0, len(groups), per_chunk)]
 
     # ------------------------------------------------------------------ grids
-    @torch.no_grad()
-    def grid(self, kind: str, *, window: int = 10, severed: str | None = None) -> torch.Tensor:
+    def grid(self, kind: str, *, window: int = 10, severed: str | None = None, progress: bool = False) -> torch.Tensor:
         """``[T, L]`` probabilities of the target with the restoration at each (token, layer)."""
+        return self.grids([(kind, window, severed)], progress=progress)[0]
+
+    @torch.no_grad()
+    def grids(self, specs: Sequence[tuple[str, int, str | None]], *, progress: bool = False) -> list[torch.Tensor]:
+        """Several grids, ``specs`` = ``[(kind, window, severed), ...]``, computed in shared passes.
+
+        All restorations at one token, of every requested grid, go through one staggered
+        pass over the layers (bigger batches, fewer layer calls).
+        """
+        from tqdm.auto import tqdm
+
         plan, n = self.plan, self.adapter.n_layers
-        if severed is not None and severed not in self.corrupted.sites:
-            raise ValueError(f"FastTracer was built without read_kinds=({severed!r},) needed for severing.")
-        scores = torch.full((plan.n_tokens, n), self.corrupted_prob, dtype=torch.float32)
-        site_kind = severed if severed else kind
-        for token in range(min(plan.corrupted), plan.n_tokens):
+        for _kind, _window, severed in specs:
+            if severed is not None and severed not in self.corrupted.sites:
+                raise ValueError(f"FastTracer was built without read_kinds=({severed!r},) needed for severing.")
+        scores = [torch.full((plan.n_tokens, n), self.corrupted_prob, dtype=torch.float32) for _ in specs]
+        tokens = range(min(plan.corrupted), plan.n_tokens)
+        for token in tqdm(tokens, desc="restoring", unit="token", leave=False, disable=not progress):
             start = token if self.stepper.prefix_reuse else 0
             self.stepper.prepare(start)
-            groups = self._groups(kind, window, severed)
+            groups = [g for i, (kind, window, severed) in enumerate(specs) for g in self._groups(i, kind, window, severed)]
             for chunk in self._chunks(groups, plan.n_tokens - start):
-                for group, prob in self._run_chunk(chunk, token, start, site_kind):
-                    scores[token, group.grid_layer] = prob
+                for group, prob in self._run_chunk(chunk, token, start):
+                    scores[group.spec][token, group.grid_layer] = prob
         return scores
 
     def _initial(self, group: _Group, token: int, start: int) -> torch.Tensor:
@@ -238,7 +253,7 @@ class FastTracer:
             hidden[:, token - start] = self.clean.sites["resid"][group.state_patch][token]
         return hidden
 
-    def _run_chunk(self, groups: list[_Group], token: int, start: int, site_kind: str):
+    def _run_chunk(self, groups: list[_Group], token: int, start: int):
         adapter, n = self.adapter, self.adapter.n_layers
         samples = self.plan.config.samples
         pos = token - start
@@ -257,10 +272,11 @@ class FastTracer:
         for layer in range(min(g.first for g in active), n):
             joining = [g for g in pending if g.first == layer]
             pending = [g for g in pending if g.first != layer]
-            # Restorations with the same first layer and no state patch share rows until they differ.
+            # Restorations of one grid with the same first layer and no state patch share rows
+            # until their patches differ (windows clipped at layer 0).
             by_start: dict[object, list[_Group]] = {}
             for group in joining:
-                by_start.setdefault(group.state_patch, []).append(group)
+                by_start.setdefault((group.spec, group.state_patch), []).append(group)
             for members in by_start.values():
                 h = self._initial(members[0], token, start)
                 nodes.append(_Node(members, 0 if hidden is None else hidden.shape[0]))
@@ -273,11 +289,11 @@ class FastTracer:
                     nodes.append(_Node(patched, hidden.shape[0]))
                     hidden = torch.cat([hidden, hidden[node.offset : node.offset + samples]])
                     rows = torch.cat([rows, sample_ids])
-            edit = self._patch_edit(nodes, layer, token, pos, site_kind)
-            if edit is None:
+            edits = self._patch_edits(nodes, layer, token, pos)
+            if not edits:
                 hidden = self.stepper.run(layer, hidden, start, rows)
             else:
-                with SiteTrace(adapter, edit={Site(site_kind, layer): edit}):
+                with SiteTrace(adapter, edit=edits):
                     hidden = self.stepper.run(layer, hidden, start, rows)
         probs = target_probs(adapter, hidden[:, -1], self.plan.target_id)
         for node in nodes:
@@ -285,26 +301,31 @@ class FastTracer:
             results += [(g, prob) for g in node.members]
         return results
 
-    def _patch_edit(self, nodes: list[_Node], layer: int, token: int, pos: int, site_kind: str):
+    def _patch_edits(self, nodes: list[_Node], layer: int, token: int, pos: int) -> dict[Site, Any]:
+        """Site edits writing each patched node's value at the restored token, per site kind."""
         samples = self.plan.config.samples
-        row_ids, values = [], []
+        per_site: dict[str, tuple[list, list]] = {}
         for node in nodes:
-            source = node.members[0].patches.get(layer)
+            group = node.members[0]
+            source = group.patches.get(layer)
             if source is None:
                 continue
+            row_ids, values = per_site.setdefault(group.site_kind, ([], []))
             row_ids.append(torch.arange(node.offset, node.offset + samples))
             if source == "clean":
-                values.append(self.clean.sites[site_kind][layer][token].expand(samples, -1))
+                values.append(self.clean.sites[group.site_kind][layer][token].expand(samples, -1))
             else:
-                values.append(self.corrupted.sites[site_kind][layer][:, token])
-        if not row_ids:
-            return None
-        idx = torch.cat(row_ids).to(self.adapter.device)
-        vals = torch.cat(values)
+                values.append(self.corrupted.sites[group.site_kind][layer][:, token])
+        return {
+            Site(kind, layer): _write_rows(torch.cat(ids).to(self.adapter.device), torch.cat(vals), pos)
+            for kind, (ids, vals) in per_site.items()
+        }
 
-        def edit(_site: Site, x: torch.Tensor) -> torch.Tensor:
-            x = x.clone()
-            x[idx, pos] = vals.to(x.dtype)
-            return x
 
-        return edit
+def _write_rows(idx: torch.Tensor, values: torch.Tensor, pos: int):
+    def edit(_site: Site, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[idx, pos] = values.to(x.dtype)
+        return x
+
+    return edit
