@@ -7,7 +7,7 @@ Usage::
     for ids in corpus.documents(tokenizer): ...         # token-id lists, in file order
 
     corpus = GeneratedCorpus(seed=0)                    # default for the bundled model
-    corpus.fingerprint                                  # "generated-s0-k50"
+    corpus.fingerprint                                  # "generated-s0-k50-b32"
 
 A generated corpus has no fixed text: the model samples it (seeded, top-k) while its
 keys are collected, so statistics need a single pass (see ``covariance.py``).
@@ -96,10 +96,14 @@ class GeneratedCorpus:
 
     seed: int = 0
     top_k: int = 50
+    # Texts sampled side by side. Part of the fingerprint: each batch has its own seed, so
+    # another batch size is another sample. 32 rows of 128 tokens fill the default 4,096
+    # tokens in one batch, i.e. half the sequential steps of 16 rows at the same positions.
+    batch_size: int = 32
 
     @property
     def fingerprint(self) -> str:
-        return f"generated-s{self.seed}-k{self.top_k}"
+        return f"generated-s{self.seed}-k{self.top_k}-b{self.batch_size}"
 
     def describe(self) -> str:
         return f"text sampled from the model (seed {self.seed}, top-{self.top_k})"

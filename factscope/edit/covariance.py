@@ -258,7 +258,7 @@ def _compute(
             batch_index = 0
             while not acc.full:
                 if batch_index >= batches_done:
-                    _generated_batch(adapter, sites, layers, acc, corpus, seq_len, batch_size, batch_index, bar)
+                    _generated_batch(adapter, sites, layers, acc, corpus, seq_len, corpus.batch_size, batch_index, bar)
                     batches_done = batch_index + 1
                     if batches_done % checkpoint_every == 0:
                         checkpoint()
