@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import DeviceOption, DtypeOption, ModelOption, fail, load_adapter, print_json
+from factscope.cli.common import ModelOption, ModelSpec, fail, load_adapter, model_options, print_json
 
 # Prompts about the same subject under other relations (over-generalisation check)
 # when the example facts have none for the subject.
@@ -118,6 +118,7 @@ def _layer_override(editor: str, layer: str, adapter: Any) -> dict[str, Any]:
     return {"layers": list(range(max(0, top - count + 1), top + 1))}
 
 
+@model_options(device_map=False)
 def edit_cmd(
     prompt: Annotated[str, typer.Option("--prompt", help="Template with '{}' for the subject, e.g. 'The mother tongue of {} is'.")],
     subject: Annotated[str, typer.Option("--subject", help="The subject, e.g. 'Danielle Darrieux'.")],
@@ -132,15 +133,13 @@ def edit_cmd(
     other: Annotated[list[str], typer.Option("--other", help="A prompt about the subject under another relation (repeatable; '{}' = subject).")] = [],  # noqa: B006
     save: Annotated[Optional[Path], typer.Option("--save", help="Write the delta as safetensors.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Edit one fact and show predictions before/after on the prompt, paraphrases and other relations."""
     from factscope.edit import EditRequest, EditRequestError, edit
 
     overrides = _parse_sets(sets)
-    adapter = load_adapter(model, device, dtype)
+    adapter = load_adapter(model)
     if layer is not None:
         overrides.update(_layer_override(editor, layer, adapter))
     request = EditRequest(prompt, subject, target, target_true)

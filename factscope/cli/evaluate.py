@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter
+from factscope.cli.common import ModelSpec, fail, load_adapter, model_options
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+@model_options()
 def evaluate(
     editor: Annotated[str, typer.Option(help="rets | rome | memit | pmet | ft | none (the unedited model) or any registered editor.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (manifest.json + results.jsonl); rerun to resume.")],
@@ -49,10 +50,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed for sampling and R-Specificity relation choice.")] = 0,
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 helps on a busy machine).")] = None,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
     from factscope.datasets import DatasetFormatError, load_cases
@@ -78,7 +76,7 @@ def evaluate(
     except UnknownEditorError as err:
         fail(str(err))
     supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)
-    adapter = load_adapter(model, device, dtype, device_map)
+    adapter = load_adapter(model)
     config = RunConfig(
         editor=editor,
         data=str(data.resolve()) if data else None,
@@ -88,7 +86,7 @@ def evaluate(
         batch_size=batch_size,
         perspective=perspective,
         generation=not no_generation,
-        model=model,
+        model=model.name,
         model_fingerprint=adapter.fingerprint,
         hparams=str(hparams) if hparams else None,
         overrides=overrides,

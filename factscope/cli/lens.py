@@ -16,10 +16,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter, print_json
+from factscope.cli.common import JsonOption, ModelSpec, fail, load_adapter, model_options, print_json
 
 KOption = Annotated[int, typer.Option("--k", "-k", min=1, help="Top-k tokens per layer (RETS/PMET: 50).")]
 RawOption = Annotated[bool, typer.Option("--raw", help="Plain unembedding without the final norm (as RETS did).")]
+KnownsOption = Annotated[Path, typer.Option(help="Known facts JSON (known_1000.json format).")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -36,6 +38,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+@model_options()
 def lens(
     prompt: Annotated[str, typer.Argument(help="The prompt to look into.")],
     subject: Annotated[Optional[str], typer.Option(help="Subject in the prompt (needed for --position lr/ls).")] = None,
@@ -45,11 +48,8 @@ def lens(
     raw: RawOption = False,
     attributes: Annotated[Optional[Path], typer.Option(help="relation_id -> [strings] JSON, for the attributes rate.")] = None,
     relation: Annotated[Optional[str], typer.Option(help="Relation id whose attributes A(r) to use (with --attributes).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    as_json: JsonOption = False,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Per layer: top-k tokens of the projected hidden state, object rank/probability, attributes rate."""
     from factscope.localize.attributes import AttributeSets
@@ -59,7 +59,7 @@ def lens(
         fail("The prompt is empty.")
     if (attributes is None) != (relation is None):
         fail("--attributes and --relation go together.")
-    adapter = load_adapter(model, device, dtype, device_map)
+    adapter = load_adapter(model)
     try:
         attribute_ids = None
         if attributes is not None:
@@ -87,24 +87,22 @@ def lens(
         typer.echo("  ".join(cells))
 
 
+@model_options()
 def lens_dataset(
-    data: Annotated[Path, typer.Option(help="Known facts JSON (known_1000.json format).")],
+    data: KnownsOption,
     attributes: Annotated[Path, typer.Option(help="relation_id -> [attribute strings] JSON.")],
     out: Annotated[Path, typer.Option(help="Output folder for JSON and PNG plots.")],
     n: Annotated[Optional[int], typer.Option(min=1, help="Use the first N usable facts (default: all).")] = None,
     k: KOption = 50,
     raw: RawOption = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
+    batch_size: BatchSizeOption = 16,
     knockout: Annotated[bool, typer.Option("--knockout/--no-knockout", help="Run the MLP/attention knock-out.")] = True,
     knockout_n: Annotated[Optional[int], typer.Option(min=1, help="Knock out on the first N facts only (default: all).")] = None,
     window: Annotated[int, typer.Option(min=0, help="Layers zeroed per knock-out window.")] = 10,
     eval_layer: Annotated[Optional[int], typer.Option(help="Layer where the AR decline is read (default: last).")] = None,
     attribute_tokens: Annotated[str, typer.Option(help="all (RETS: every token of each attribute) | first.")] = "all",
     seed: Annotated[int, typer.Option(help="Seed of the random-token draw.")] = 0,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """RETS Figure 3 / Table 2 over a dataset: AR by layer, rank flow, Spearman ρ, knock-out declines."""
     from factscope.datasets import load_knowns, load_relation_attributes
@@ -115,7 +113,7 @@ def lens_dataset(
     try:
         facts = load_knowns(data)
         mapping = load_relation_attributes(attributes)
-        adapter = load_adapter(model, device, dtype, device_map)
+        adapter = load_adapter(model)
         sets = AttributeSets(adapter.tokenizer, mapping, mode=attribute_tokens)
         result = run_lens_dataset(adapter, facts, sets, n=n, k=k, raw=raw, batch_size=batch_size, knockout=knockout,
                                   knockout_n=knockout_n, window=window, eval_layer=eval_layer, seed=seed)
@@ -134,17 +132,15 @@ def lens_dataset(
     typer.echo(f"wrote {out / 'lens_dataset.json'}, {out / 'summary.json'}, " + ", ".join(str(p) for p in plots), err=True)
 
 
+@model_options()
 def dynamics(
-    data: Annotated[Path, typer.Option(help="Known facts JSON (known_1000.json format).")],
+    data: KnownsOption,
     out: Annotated[Path, typer.Option(help="Output folder for JSON and PNG.")],
     n: Annotated[Optional[int], typer.Option(min=1, help="Use the first N facts (default: all).")] = None,
     k: KOption = 50,
     raw: RawOption = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    batch_size: BatchSizeOption = 16,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """PMET Figure 2: cosine and top-k Jaccard of h^{l-1} vs a^l and vs m^l at the last token."""
     from factscope.datasets import load_knowns
@@ -153,7 +149,7 @@ def dynamics(
 
     try:
         facts = load_knowns(data, n=n)
-        adapter = load_adapter(model, device, dtype, device_map)
+        adapter = load_adapter(model)
         result = component_dynamics(adapter, [f.prompt for f in facts], k=k, raw=raw, batch_size=batch_size)
     except _user_errors() as err:
         fail(str(err))

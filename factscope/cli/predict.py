@@ -6,24 +6,22 @@ from typing import Annotated
 
 import typer
 
-from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter, print_json
+from factscope.cli.common import JsonOption, ModelSpec, fail, load_adapter, model_options, print_json
 
 
+@model_options()
 def predict(
     prompt: Annotated[str, typer.Argument(help="Text whose next token to predict.")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many tokens to show.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    as_json: JsonOption = False,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Show the top-k next tokens and their probabilities."""
     from factscope.scoring import top_k_next_tokens
 
     if not prompt.strip():
         fail("The prompt is empty.")
-    adapter = load_adapter(model, device, dtype, device_map)
+    adapter = load_adapter(model)
     top = top_k_next_tokens(adapter, prompt, k=k)
     if as_json:
         print_json({"model": adapter.name, "prompt": prompt, "top": [{"token": t, "prob": p} for t, p in top]})

@@ -16,9 +16,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import DeviceOption, DtypeOption, ModelOption, fail, load_adapter
+from factscope.cli.common import ModelSpec, fail, load_adapter, model_options
 
 
+@model_options(device_map=False)
 def reproduce(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (one subfolder per artefact; rerun to resume).")],
     quick: Annotated[bool, typer.Option("--quick", help="Small samples (default).")] = False,
@@ -30,9 +31,7 @@ def reproduce(
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: the preset's, 1).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for noise, sampling and relation choice.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Run every artefact of SPEC §6 (resumable) and write OUT/report.md."""
     from factscope.reproduce import STEPS, DataFiles, preset
@@ -53,7 +52,7 @@ def reproduce(
     import torch
 
     torch.set_num_threads(threads or chosen.threads)
-    adapter = load_adapter(model, device, dtype, None)
+    adapter = load_adapter(model)
     command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
     typer.echo(f"wrote {report}")

@@ -15,9 +15,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import DeviceMapOption, DeviceOption, DtypeOption, ModelOption, fail, load_adapter
+from factscope.cli.common import ModelSpec, fail, load_adapter, model_options
 
 KIND_CHOICES = ("state", "mlp", "attn", "all")
+
+SamplesOption = Annotated[int, typer.Option(min=1, help="Noise samples.")]
+NoiseOption = Annotated[float, typer.Option(help="Noise std as a multiple of the embedding std.")]
+WindowOption = Annotated[int, typer.Option(min=1, help="Layers restored together for mlp/attn.")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the noise generator.")]
 
 
 def _kinds(kind: str) -> tuple[str, ...]:
@@ -26,6 +31,7 @@ def _kinds(kind: str) -> tuple[str, ...]:
     return ("state", "mlp", "attn") if kind == "all" else (kind,)
 
 
+@model_options()
 def trace(
     prompt: Annotated[str, typer.Argument(help="The filled prompt, e.g. 'The capital of France is'.")],
     subject: Annotated[str, typer.Option("--subject", "-s", help="Subject as it appears in the prompt.")],
@@ -34,16 +40,13 @@ def trace(
     corrupt: Annotated[str, typer.Option(help="subject (entity perspective) | relation (tokens after the subject).")] = "subject",
     kind: Annotated[str, typer.Option(help="What to restore: state | mlp | attn | all.")] = "all",
     severed: Annotated[Optional[str], typer.Option(help="Also trace states with later mlp|attn frozen (seed 001).")] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Noise samples.")] = 10,
-    noise: Annotated[float, typer.Option(help="Noise std as a multiple of the embedding std.")] = 3.0,
+    samples: SamplesOption = 10,
+    noise: NoiseOption = 3.0,
     noise_std: Annotated[Optional[float], typer.Option(help="Fixed noise std (overrides --noise).")] = None,
-    window: Annotated[int, typer.Option(min=1, help="Layers restored together for mlp/attn.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the noise generator.")] = 0,
+    window: WindowOption = 10,
+    seed: SeedOption = 0,
     relation_prefix: Annotated[bool, typer.Option(help="With --corrupt relation, also noise the tokens before the subject.")] = False,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Trace one prompt: print compact heatmaps and write trace.json plus PNGs."""
     from factscope.localize.tracing import TraceConfig, trace_kinds
@@ -57,7 +60,7 @@ def trace(
                     severed=severed, seed=seed)
     except ValueError as err:
         fail(str(err))
-    adapter = load_adapter(model, device, dtype, device_map)
+    adapter = load_adapter(model)
     try:
         results = trace_kinds(adapter, prompt, subject, target, kinds=kinds, corrupt=corrupt, window=window,
                               samples=samples, noise=noise, noise_std=noise_std,
@@ -90,21 +93,19 @@ def _format_table(summary: dict, kinds: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+@model_options()
 def trace_dataset(
     data: Annotated[Path, typer.Option("--data", help="known_1000.json-style file of known facts.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for traces.jsonl, summary JSON and heatmaps.")],
     n: Annotated[Optional[int], typer.Option("--n", min=1, help="Trace the first N correctly predicted facts.")] = None,
     corrupt: Annotated[str, typer.Option(help="subject | relation | both.")] = "both",
     kind: Annotated[str, typer.Option(help="state | mlp | attn | all.")] = "all",
-    samples: Annotated[int, typer.Option(min=1, help="Noise samples.")] = 10,
-    noise: Annotated[float, typer.Option(help="Noise std as a multiple of the embedding std.")] = 3.0,
-    window: Annotated[int, typer.Option(min=1, help="Layers restored together for mlp/attn.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the noise generator.")] = 0,
+    samples: SamplesOption = 10,
+    noise: NoiseOption = 3.0,
+    window: WindowOption = 10,
+    seed: SeedOption = 0,
     relation_prefix: Annotated[bool, typer.Option(help="With relation corruption, also noise the tokens before the subject.")] = False,
-    model: ModelOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    device_map: DeviceMapOption = None,
+    model: ModelSpec = ModelSpec(),
 ) -> None:
     """Trace correctly predicted known facts and average IE per position group (RETS Table 1, Fig. 2)."""
     from factscope.datasets import DatasetFormatError, load_knowns
@@ -121,7 +122,7 @@ def trace_dataset(
     except DatasetFormatError as err:
         fail(str(err))
         return
-    adapter = load_adapter(model, device, dtype, device_map)
+    adapter = load_adapter(model)
     run = run_dataset(adapter, facts, corrupts=corrupts, kinds=kinds, window=window, samples=samples, noise=noise,
                       seed=seed, relation_prefix=relation_prefix, out_dir=out, max_traced=n)
     for c, part in run.summary.items():
