@@ -6,7 +6,9 @@ Usage::
     python benchmarks/bench_edit.py --sizes 10,100 --skip-batch       # choose what to run
 
 Prints, in one run:
-* seconds per single ROME and RETS edit with the key covariance already cached;
+* seconds per single ROME and RETS edit with the key covariance already cached, beside the
+  same edit with the value optimisation done straightforwardly (full forward every step),
+  their ratio and how far apart the two weight changes are;
 * MEMIT and PMET seconds for n facts of ../shared/data/counterfact/counterfact-edit.json
   (covariance cached), with the share of rewrite prompts where P(new) > P(true) after;
 * covariance throughput (tokens/s) with forward passes that stop at the needed
@@ -16,6 +18,7 @@ Prints, in one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -53,7 +56,34 @@ def efficacy(adapter, requests) -> float:
     return sum(wins) / len(wins)
 
 
-def bench_single(adapter, corpus, reps: int) -> None:
+@contextlib.contextmanager
+def straightforward_values():
+    """Value optimisation the straightforward way, as reference code does it: every step is a
+    full forward pass over the whole prefixed prompts from the embeddings (no reused prefix
+    KV cache, no reused lower layers). Logits stay restricted to the target positions."""
+    from factscope.edit import values
+
+    real_runner = values.SuffixRunner
+
+    def full_runner(adapter, seqs, split, start_layer=0, **kw):
+        return real_runner(adapter, seqs, split, start_layer, reuse_prefix=False, reuse_lower_layers=False)
+
+    values.SuffixRunner = full_runner
+    try:
+        yield
+    finally:
+        values.SuffixRunner = real_runner
+
+
+def _timed_edit(adapter, name, request, corpus):
+    from factscope.edit import edit
+
+    t0 = time.perf_counter()
+    delta = edit(adapter, request, editor=name, corpus=corpus)
+    return time.perf_counter() - t0, delta
+
+
+def bench_single(adapter, corpus, reps: int, compare: bool) -> None:
     from factscope.edit import edit, hparams_for
     from factscope.edit.covariance import key_second_moments
     from factscope.edit.hparams import resolve_layer
@@ -63,15 +93,24 @@ def bench_single(adapter, corpus, reps: int) -> None:
         hp = hparams_for(name, adapter)
         key_second_moments(adapter, [resolve_layer(adapter, hp.layer)], corpus=corpus, n_tokens=hp.mom2_n_tokens)
         edit(adapter, requests[0], editor=name, corpus=corpus, v_steps=1)  # warm-up: contexts cached
-        times, wins = [], []
+        times, slow_times, wins, diffs = [], [], [], []
         for request in requests:
-            t0 = time.perf_counter()
-            delta = edit(adapter, request, editor=name, corpus=corpus)
-            times.append(time.perf_counter() - t0)
+            seconds, delta = _timed_edit(adapter, name, request, corpus)
+            times.append(seconds)
             with delta.applied(adapter):
                 wins.append(efficacy(adapter, [request]))
-        print(f"{name.upper():5} single edit: {statistics.mean(times):6.1f} s/edit (n={len(times)}, "
-              f"min {min(times):.1f}, max {max(times):.1f}); efficacy {sum(wins)}/{len(wins)}", flush=True)
+            if compare:
+                with straightforward_values():
+                    slow_seconds, slow_delta = _timed_edit(adapter, name, request, corpus)
+                slow_times.append(slow_seconds)
+                fast_w, slow_w = delta.entries[0].dense(), slow_delta.entries[0].dense()
+                diffs.append(float((fast_w - slow_w).norm() / slow_w.norm()))
+        line = (f"{name.upper():5} single edit: {statistics.mean(times):6.1f} s/edit (n={len(times)}, "
+                f"min {min(times):.1f}, max {max(times):.1f}); efficacy {sum(wins):.0f}/{len(wins)}")
+        if compare:
+            line += (f"; straightforward {statistics.mean(slow_times):6.1f} s/edit, x {statistics.mean(slow_times) / statistics.mean(times):.2f}"
+                     f", max relative |dW diff| {max(diffs):.1e}")
+        print(line, flush=True)
 
 
 def bench_batch(adapter, corpus, sizes: list[int]) -> None:
@@ -121,6 +160,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000", help="Batch sizes for MEMIT/PMET (comma-separated).")
     parser.add_argument("--reps", type=int, default=3, help="Single edits timed per editor.")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--no-compare", action="store_true", help="Skip the straightforward single-edit timing.")
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--skip-covariance", action="store_true")
     parser.add_argument("--cov-tokens", type=int, default=1024)
@@ -133,7 +173,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"model {adapter.name}; torch threads {torch.get_num_threads()}; load average {load:.1f}; corpus {CORPUS.name}", flush=True)
     if not args.skip_single:
-        bench_single(adapter, CORPUS, args.reps)
+        bench_single(adapter, CORPUS, args.reps, not args.no_compare)
     if not args.skip_batch:
         bench_batch(adapter, CORPUS, [int(s) for s in args.sizes.split(",") if s.strip()])
     if not args.skip_covariance:
