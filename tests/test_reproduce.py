@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
+from factscope.models.loading import cache_dir
 from factscope.reproduce import STEPS, TINY, DataFiles, reproduce
 from factscope.reproduce.artefact import ArtefactResult
 from factscope.reproduce.verdicts import FAILS, HOLDS, compare
@@ -42,11 +43,24 @@ def _knowns(adapter) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """Run every step once; caches (covariance, contexts, supplements) go to a temporary FACTSCOPE_CACHE."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACTSCOPE_CACHE", str(cache))
+        assert cache_dir() == cache
+        yield (*_run_all(tmp_path_factory.mktemp("repro")), cache)
+    # restored on leaving the context (FACTSCOPE_CACHE unset or back to its old value)
+    assert cache_dir() != cache
+
+
+def _run_all(root: Path):
     torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("repro")
     adapter = tiny_adapter("llama", seed=0)
     facts = _knowns(adapter)
-    assert any(f["_greedy"] for f in facts), "no tiny fact is predicted greedily; tracing would have nothing to trace"
+    greedy = [f for f in facts if f["_greedy"]]
+    assert greedy, "no tiny fact is predicted greedily; tracing would have nothing to trace"
+    # Copies of the greedy facts after the others: reaching trace_facts traced facts means reading past skipped ones.
+    facts += [{**f, "known_id": len(facts) + i} for i, f in enumerate(greedy * (TINY.trace_facts + 1))]
     knowns = write_json([{k: v for k, v in f.items() if k != "_greedy"} for f in facts], root / "knowns.json")
     attributes = write_json({"P103": ["French", "English"], "P641": ["football", "basketball", "the"],
                              "P17": ["Japan", "Germany", "Italy", "city"], "P19": ["Paris", "Warsaw", "city"]},
@@ -59,11 +73,11 @@ def setup(tmp_path_factory):
     data = DataFiles(knowns=knowns, attributes=attributes, counterfact=counterfact, corpus=corpus)
     out = root / "out"
     report = reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False)
-    return adapter, data, out, report
+    return adapter, data, out, report, [f["_greedy"] for f in facts]
 
 
 def test_every_artefact_and_report(setup):
-    adapter, data, out, report = setup
+    adapter, data, out, report, greedy, cache = setup
     text = report.read_text()
     for name in STEPS:
         folder = out / name
@@ -87,10 +101,43 @@ def test_every_artefact_and_report(setup):
     # Tiny n: every claim must be inconclusive, never a verdict.
     verdicts = [c.verdict for name in STEPS for c in ArtefactResult.load(out / name).claims]
     assert all(v.startswith("inconclusive") for v in verdicts), verdicts
+    # The editors' caches were written to the temporary cache folder, not the user's.
+    assert any((cache / "stats").rglob("*.safetensors")) and any((cache / "contexts").iterdir())
+
+
+def _check_trace_counts(out: Path, greedy: list[bool], trace_facts: int) -> None:
+    """trace_facts greedy facts traced, read in order; the wrongly predicted ones before them skipped."""
+    counts = ArtefactResult.load(out / "rets_table1").data
+    checked = [i for i, g in enumerate(greedy) if g][trace_facts - 1] + 1
+    assert counts["n_traced"] == trace_facts, counts
+    assert counts["n_checked"] == checked and counts["n_skipped_wrong_prediction"] == checked - trace_facts, counts
+    assert counts["n_skipped_wrong_prediction"] > 0  # the data makes the skipping matter
+    assert (f"{trace_facts} correctly predicted facts traced ({trace_facts} asked; {checked - trace_facts} of the "
+            f"{checked} known facts checked skipped as wrongly predicted)") in (out / "report.md").read_text()
+
+
+def test_trace_facts_counts_traced_facts(setup):
+    adapter, data, out, report, greedy, cache = setup
+    _check_trace_counts(out, greedy, TINY.trace_facts)
+
+
+def test_trace_resume_tops_up(setup):
+    """A larger trace_facts on an existing run folder keeps the traced facts and traces more."""
+    adapter, data, out, report, greedy, cache = setup
+    jsonl = out / "_work" / "tracing" / "traces.jsonl"
+    before = jsonl.read_text().splitlines()
+    (out / "rets_table1" / "result.json").unlink()
+    sizes = TINY.override([f"trace_facts={TINY.trace_facts + 1}"])
+    reproduce(adapter, out, data=data, sizes=sizes, command="test", progress=False, steps=["rets_table1"])
+    after = jsonl.read_text().splitlines()
+    assert after[: len(before)] == before
+    keys = [(r["known_id"], r["corrupt"]) for r in map(json.loads, after)]
+    assert len(keys) == len(set(keys))  # nothing traced twice
+    _check_trace_counts(out, greedy, sizes.trace_facts)
 
 
 def test_resume_skips_complete_steps(setup):
-    adapter, data, out, report = setup
+    adapter, data, out, report, greedy, cache = setup
     before = (out / "rets_table3" / "result.json").stat().st_mtime_ns
     (out / "pmet_fig2" / "result.json").unlink()
     reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False, steps=["rets_table3", "pmet_fig2"])

@@ -22,7 +22,7 @@ class Sizes:
     """Sample sizes and settings of every artefact (see module docstring)."""
 
     name: str
-    trace_facts: int  # known facts read; only those the model predicts correctly are traced
+    trace_facts: int  # correctly predicted known facts traced (wrongly predicted ones are skipped, not counted)
     trace_samples: int  # noise samples per corrupted run
     trace_window: int = 10  # layers restored together for MLP / attention (ROME)
     severed_facts: int = 4  # traced facts also traced with later MLP / attention severed

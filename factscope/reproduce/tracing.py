@@ -8,7 +8,9 @@ One resumable :func:`factscope.localize.tracing_dataset.trace_dataset` run
 (``out/_work/tracing``: subject and relation corruption, state/MLP/attention) feeds
 RETS Table 1, RETS Figure 2 and seed 001 Figure 2; seed 001 Figure 3 adds severed
 traces (``trace_kinds(..., severed=("mlp", "attn"))``) of the first traced facts,
-appended to ``severed.jsonl`` as they finish.
+appended to ``severed.jsonl`` as they finish. ``sizes.trace_facts`` is the number of
+correctly predicted facts traced (known facts are read in order until that many are
+traced); each report line gives the number traced and skipped.
 """
 
 from __future__ import annotations
@@ -35,10 +37,29 @@ def shared_trace(ctx: ReproContext) -> Any:
     from factscope.datasets import load_knowns
     from factscope.localize.tracing_dataset import trace_dataset
 
-    facts = load_knowns(ctx.data.path("knowns"), n=ctx.sizes.trace_facts)
+    # ``trace_facts`` counts traced (correctly predicted) facts: read every known fact in order
+    # and stop once that many are traced; a rerun resumes from ``traces.jsonl``.
+    facts = load_knowns(ctx.data.path("knowns"))
     return trace_dataset(ctx.adapter, facts, corrupts=("subject", "relation"), kinds=KINDS,
                          window=ctx.sizes.trace_window, samples=ctx.sizes.trace_samples, seed=ctx.seed,
-                         out_dir=ctx.out / "_work" / "tracing", progress=ctx.progress)
+                         out_dir=ctx.out / "_work" / "tracing", progress=ctx.progress, max_traced=ctx.sizes.trace_facts)
+
+
+def trace_counts(run: Any) -> dict[str, int]:
+    """Facts traced, known facts checked, and skips (wrong prediction; other, per fact and perspective)."""
+    traced = {r["known_id"] for r in run.records}
+    wrong = [s for s in run.skipped if s.get("reason") == "wrong prediction"]
+    return {"n_traced": len(traced), "n_checked": len(traced | {s["known_id"] for s in run.skipped}),
+            "n_skipped_wrong_prediction": len(wrong), "n_skipped_other": len(run.skipped) - len(wrong)}
+
+
+def _trace_n(ctx: ReproContext, run: Any) -> str:
+    """The report's sample-size line of the shared trace."""
+    c = trace_counts(run)
+    other = f", {c['n_skipped_other']} (fact, perspective) pairs skipped as untraceable" if c["n_skipped_other"] else ""
+    return (f"{c['n_traced']} correctly predicted facts traced ({ctx.sizes.trace_facts} asked; "
+            f"{c['n_skipped_wrong_prediction']} of the {c['n_checked']} known facts checked skipped as wrongly "
+            f"predicted{other}), {ctx.sizes.trace_samples} noise samples, window {ctx.sizes.trace_window}")
 
 
 def _grid(run: Any, corrupt: str, kind: str) -> np.ndarray | None:
@@ -109,11 +130,11 @@ def rets_table1(ctx: ReproContext, folder: Path) -> ArtefactResult:
             judge(true, n, MIN_FACTS), WHY_TRACE))
     return ArtefactResult(
         "rets_table1", "RETS Table 1 — average AIER by position group (relation vs subject corruption)",
-        paper_md, ours, claims, n=f"{n} correctly predicted facts traced (of the first {ctx.sizes.trace_facts} known facts), "
-        f"{ctx.sizes.trace_samples} noise samples, window {ctx.sizes.trace_window}",
+        paper_md, ours, claims, n=_trace_n(ctx, run),
         notes="Average over layers of the (group, layer) AIE grid; the paper does not say which component its "
               "Table 1 restores, so state (h), MLP and attention are all given.",
-        data={"summary": {c: {k: v for k, v in s.items() if k != "grids"} for c, s in run.summary.items()}})
+        data={**trace_counts(run),
+              "summary": {c: {k: v for k, v in s.items() if k != "grids"} for c, s in run.summary.items()}})
 
 
 def rets_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
@@ -149,7 +170,7 @@ def rets_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
                         ours, judge(true, n, MIN_FACTS), WHY_TRACE))
     return ArtefactResult("rets_fig2", "RETS Figure 2 — MLP / MHSA AIER heatmaps under relation corruption",
                           paper.RETS_FIG2, "See the heatmaps (`*` marks corrupted positions).", claims, figures,
-                          n=f"{n} facts, {ctx.sizes.trace_samples} noise samples")
+                          n=_trace_n(ctx, run))
 
 
 def seed001_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
@@ -191,7 +212,7 @@ def seed001_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
     return ArtefactResult("seed001_fig2", "Seed 001 Figure 2 — causal tracing with the relation corrupted",
                           paper.SEED001_FIG2, "Heatmaps of state, MLP and attention restorations (relation corrupted), "
                           "and MLP with the subject corrupted for contrast.", claims, figures,
-                          n=f"{n} facts, {ctx.sizes.trace_samples} noise samples")
+                          n=_trace_n(ctx, run))
 
 
 def _severed_records(ctx: ReproContext, run: Any, path: Path) -> list[dict[str, Any]]:
@@ -259,4 +280,5 @@ def seed001_fig3(ctx: ReproContext, folder: Path) -> ArtefactResult:
                                                       for l in range(len(next(iter(curves.values()), [])))]) if curves else "–"
     return ArtefactResult("seed001_fig3", "Seed 001 Figure 3 — severed causal tracing (relation corrupted)",
                           paper.SEED001_FIG3, "AIE (%) of restoring h at lr, per layer:\n\n" + table, claims, figures,
-                          n=f"{n} facts, {ctx.sizes.trace_samples} noise samples", data={"curves": curves, "drops": drops})
+                          n=f"{n} facts (first traced with the relation corrupted; {ctx.sizes.severed_facts} asked), "
+                            f"{ctx.sizes.trace_samples} noise samples", data={"curves": curves, "drops": drops})
