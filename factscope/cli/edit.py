@@ -1,4 +1,4 @@
-"""``factscope edit`` / ``apply`` / ``check-delta``: change a fact and see what else changed.
+"""``factscope edit`` / ``apply`` / ``revert`` / ``check-delta``: change a fact and see what else changed.
 
 Usage::
 
@@ -6,6 +6,7 @@ Usage::
         --target English --save delta.safetensors
     factscope edit --editor rets --prompt ... --set n_constraint_subjects=50 --hparams rets.yaml
     factscope apply --delta delta.safetensors --out edited-model/
+    factscope revert --model edited-model/ --out restored-model/   # bit-exact original weights
     factscope check-delta --delta delta.safetensors     # apply → revert restores every weight bit-exactly
 """
 
@@ -17,11 +18,13 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from safetensors.torch import load_file, save_file
 
 from factscope.cli.common import ModelOption, ModelSpec, fail, load_adapter, model_options, print_json
 
 # Prompts about the same subject under other relations (over-generalisation check)
 # when the example facts have none for the subject.
+ORIGINALS_FILE = "factscope-originals.safetensors"  # written by `apply`, read by `revert`
 GENERIC_OTHER_RELATIONS = ("{} was born in", "{} is a citizen of", "{} works as a", "{} is famous for")
 
 
@@ -202,8 +205,50 @@ def apply_cmd(
     out.mkdir(parents=True, exist_ok=True)
     adapter.model.save_pretrained(out)
     adapter.tokenizer.save_pretrained(out)
+    # The changed matrices as they were, so that `factscope revert` restores them bit-exactly
+    # (W + dW - dW is not W in floating point).
+    originals = {key: w.detach().cpu().contiguous() for key, w in weight_delta.original_weights().items()}
+    save_file(originals, str(out / ORIGINALS_FILE), metadata={"factscope": json.dumps({"delta": str(delta)})})
     (out / "factscope-delta.json").write_text(json.dumps(weight_delta.metadata, indent=2, default=str))
-    typer.echo(f"edited model written to {out} ({len(weight_delta.entries)} weight change(s))")
+    typer.echo(f"edited model written to {out} ({len(weight_delta.entries)} weight change(s); "
+               f"`factscope revert --model {out}` restores the original)")
+
+
+def revert_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the restored model (save_pretrained format).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Folder written by `factscope apply`.")],
+) -> None:
+    """Save the original model again from a folder written by `factscope apply` (bit-exact)."""
+    import torch
+
+    originals_path = Path(model) / ORIGINALS_FILE
+    if not originals_path.is_file():
+        fail(f"{originals_path} not found: `factscope revert` needs a folder written by `factscope apply`.")
+    try:
+        originals = load_file(str(originals_path))
+    except Exception as err:  # safetensors raises several types for a damaged file
+        fail(f"{originals_path} is not readable ({err}); the original weights cannot be restored from it.")
+        return
+    adapter = load_adapter(model)
+    pairs = []
+    for key, tensor in originals.items():
+        site_kind, _, layer = key.rpartition(".")
+        try:
+            weight = adapter.weight(site_kind, adapter.check_layer(int(layer)))
+        except (ValueError, KeyError) as err:
+            fail(f"{originals_path}: entry {key!r} does not fit this model ({err}).")
+            return
+        if weight.parameter.shape != tensor.shape:
+            fail(f"{originals_path}: entry {key!r} has shape {tuple(tensor.shape)}, the model's weight "
+                 f"{tuple(weight.parameter.shape)}.")
+        pairs.append((weight, tensor))
+    with torch.no_grad():  # every entry checked above, so nothing is half-restored
+        for weight, tensor in pairs:
+            weight.parameter.copy_(tensor.to(weight.parameter.device))
+    out.mkdir(parents=True, exist_ok=True)
+    adapter.model.save_pretrained(out)
+    adapter.tokenizer.save_pretrained(out)
+    typer.echo(f"original model written to {out} ({len(pairs)} weight(s) restored)")
 
 
 def check_delta(
@@ -238,4 +283,5 @@ def register(app: typer.Typer) -> None:
     app.command("edit")(edit_cmd)
     app.command("edit-params")(edit_params)
     app.command("apply")(apply_cmd)
+    app.command("revert")(revert_cmd)
     app.command("check-delta")(check_delta)

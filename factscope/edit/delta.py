@@ -132,6 +132,12 @@ class WeightDelta:
     def is_applied(self) -> bool:
         return self._applied_to is not None
 
+    def original_weights(self) -> dict[str, torch.Tensor]:
+        """While applied: entry key (``"mlp_key.5"``) → the weight as it was before :meth:`apply`."""
+        if self._applied_to is None:
+            raise DeltaError("This delta is not applied; there are no original weights to give.")
+        return dict(self._originals)
+
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
         """Write tensors as safetensors, metadata as JSON inside the file's header."""
