@@ -38,6 +38,7 @@ KINDS = ("state", "mlp", "attn")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--facts", type=int, default=5)
+    parser.add_argument("--skip", type=int, default=0, help="Skip the first N qualifying facts (to split a run).")
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--corrupt", default="subject", choices=("subject", "relation"))
@@ -49,7 +50,7 @@ def main() -> None:
     if not args.data.exists():
         sys.exit(f"known facts not found at {args.data}")
     adapter = load_model().adapter
-    facts = [f for f in load_knowns(args.data, n=60) if greedy_matches(adapter, f)[0]][: args.facts]
+    facts = [f for f in load_knowns(args.data, n=60) if greedy_matches(adapter, f)[0]][args.skip : args.skip + args.facts]
     config = TraceConfig(corrupt=args.corrupt, samples=args.samples, window=args.window)
     print(f"{adapter.name}: {len(facts)} facts, corrupt {args.corrupt}, kinds {KINDS}, samples {args.samples}, "
           f"window {args.window}, torch threads {torch.get_num_threads()}")
