@@ -17,8 +17,11 @@ authors' released code, so each constraint key weighs as much as the whole corpu
 in its own direction.
 
 The default subject pool is the example facts' subjects (when the package has them)
-plus a built-in list of well-known people, places, organisations and works; pass
-``subjects=`` to use your own.
+plus a built-in list of well-known people, places, organisations and works. A pool
+file (``load_subject_pool``: a JSON list of names, or known_1000 / COUNTERFACT
+records) gives subjects with their relation; the subjects of the request's own
+relation are then used, so that ``K_r`` holds keys of subjects of the edited
+subject's type.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 
 import torch
 
@@ -73,10 +77,51 @@ def default_subject_pool() -> list[str]:
     return list(seen)
 
 
-def constraint_subjects(request: EditRequest, n: int, *, seed: int = 0, pool: Sequence[str] | None = None) -> list[str]:
-    """``n`` subjects other than the request's (a seeded sample of ``pool``, in pool order)."""
+PoolEntry = str | tuple[str, str | None]  # a subject, or (subject, relation_id)
+
+
+class SubjectPoolError(ValueError):
+    """A constraint-subject pool file that cannot be read or holds no subjects."""
+
+
+def load_subject_pool(path: str | Path) -> list[tuple[str, str | None]]:
+    """``(subject, relation_id)`` pairs from a JSON list of names or of known_1000 / COUNTERFACT records."""
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SubjectPoolError(f"Subject pool {path} cannot be read as JSON: {err}") from err
+    if not isinstance(records, list):
+        raise SubjectPoolError(f"Subject pool {path} must be a JSON list, not {type(records).__name__}.")
+    pool: list[tuple[str, str | None]] = []
+    for index, record in enumerate(records):
+        if isinstance(record, str):
+            subject, relation = record, None
+        elif isinstance(record, dict):
+            rewrite = record.get("requested_rewrite", record)
+            subject, relation = rewrite.get("subject"), rewrite.get("relation_id")
+        else:
+            subject, relation = None, None
+        if not isinstance(subject, str) or not subject.strip():
+            raise SubjectPoolError(f"Subject pool {path}, record {index}: no non-empty 'subject' string.")
+        pool.append((subject.strip(), relation if isinstance(relation, str) else None))
+    if not pool:
+        raise SubjectPoolError(f"Subject pool {path} is empty.")
+    return pool
+
+
+def constraint_subjects(request: EditRequest, n: int, *, seed: int = 0, pool: Sequence[PoolEntry] | None = None) -> list[str]:
+    """``n`` subjects other than the request's (a seeded sample of ``pool``, in pool order).
+
+    Pool entries that carry a relation id are narrowed to the request's relation when
+    the pool has any subject of it.
+    """
     own = request.subject.strip().lower()
-    candidates = [s for s in (pool if pool is not None else default_subject_pool()) if s.strip() and s.strip().lower() != own]
+    entries = [(e, None) if isinstance(e, str) else (e[0], e[1]) for e in (pool if pool is not None else default_subject_pool())]
+    if request.relation_id and any(rel == request.relation_id for _, rel in entries):
+        entries = [(s, rel) for s, rel in entries if rel == request.relation_id]
+    unique = dict.fromkeys(s for s, _ in entries if s.strip() and s.strip().lower() != own)
+    candidates = list(unique)
     if n >= len(candidates):
         return list(candidates)
     generator = torch.Generator().manual_seed(int(seed))

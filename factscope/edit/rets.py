@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from factscope.edit.constraints import constraint_keys, constraint_subjects
+from factscope.edit.constraints import PoolEntry, constraint_keys, constraint_subjects, load_subject_pool
 from factscope.edit.delta import WeightDelta
 from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
 from factscope.edit.keys import lookup_index
@@ -45,6 +45,8 @@ class RETSHyperParams(EditHyperParams):
     no_subject_constraints: bool = hp(False, "Ablation 'w/o SC': leave K_r out (plain ROME at the relation token).")
     n_constraint_subjects: int = hp(30, "Number of other subjects whose keys form K_r.")
     constraint_seed: int = hp(0, "Seed for choosing the constraint subjects from the pool.")
+    constraint_pool: str = hp("", "JSON file of constraint subjects: a list of names, or known_1000/COUNTERFACT records "
+                                  "(the request's relation is then preferred). Empty: the built-in pool.")
 
 
 def rets_edit(
@@ -53,7 +55,7 @@ def rets_edit(
     hparams: RETSHyperParams | None = None,
     *,
     corpus: str | Path | None = None,
-    subject_pool: Sequence[str] | None = None,
+    subject_pool: Sequence[PoolEntry] | None = None,
     progress: bool = False,
     **overrides: Any,
 ) -> WeightDelta:
@@ -63,6 +65,8 @@ def rets_edit(
     requests = [r.validate(adapter) for r in requests]
     for r in requests:
         lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
+    if subject_pool is None and hp_.constraint_pool:
+        subject_pool = load_subject_pool(hp_.constraint_pool)  # read (and checked) before any work
 
     def one(request: EditRequest) -> WeightDelta:
         keys_fn = None
