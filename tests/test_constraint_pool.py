@@ -55,3 +55,23 @@ def test_rets_reads_the_pool_before_any_work(tmp_path) -> None:
     delta = edit(adapter, REQUEST, editor="rets", layer=2, constraint_pool=str(path), v_steps=2, context_lengths=[[3, 1]],
                  mom2_n_tokens=64)
     assert delta.metadata["n_subject_constraints"] == 1
+
+
+def test_relation_templates_add_constraint_keys(tmp_path) -> None:
+    records = [{"subject": "Jean Gabin", "relation_id": "P103", "template": "{} is a native speaker of"},
+               {"subject": "Edith Piaf", "relation_id": "P103", "template": "The native language of {} is"},
+               {"subject": "Alain Delon", "relation_id": "P103", "template": "The native language of {} is"},
+               {"subject": "Toyota", "relation_id": "P17", "template": "{}"}]
+    path = tmp_path / "knowns.json"
+    path.write_text(json.dumps(records))
+    from factscope.edit.constraints import load_relation_templates
+
+    assert load_relation_templates(path) == {"P103": ["{} is a native speaker of", "The native language of {} is"]}
+    adapter = tiny_adapter("llama")
+    fast = dict(layer=2, v_steps=2, context_lengths=[[3, 1]], mom2_n_tokens=64, constraint_pool=str(path))
+    own = edit(adapter, REQUEST, editor="rets", **fast)
+    both = edit(adapter, REQUEST, editor="rets", constraint_templates="pool", **fast)
+    assert own.metadata["n_subject_constraints"] == 3  # 3 other P103 subjects × the request's template
+    assert both.metadata["n_subject_constraints"] == 9  # × (own + 2 pool templates)
+    with pytest.raises(ValueError, match="constraint_pool"):
+        edit(adapter, REQUEST, editor="rets", layer=2, constraint_templates="pool")

@@ -129,12 +129,42 @@ def constraint_subjects(request: EditRequest, n: int, *, seed: int = 0, pool: Se
     return [candidates[i] for i in chosen]
 
 
+def load_relation_templates(path: str | Path) -> dict[str, list[str]]:
+    """Relation id → the distinct prompt templates (``{}`` = subject) of a known_1000 / COUNTERFACT records file.
+
+    Templates that end with the subject are left out: they have no relation token to read.
+    """
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SubjectPoolError(f"Template file {path} cannot be read as JSON: {err}") from err
+    templates: dict[str, dict[str, None]] = {}
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict):
+            continue
+        rewrite = record.get("requested_rewrite", record)
+        template = rewrite.get("template", rewrite.get("prompt"))
+        relation = rewrite.get("relation_id")
+        if isinstance(template, str) and isinstance(relation, str) and template.count("{}") == 1 \
+                and not template.rstrip().endswith("{}"):
+            templates.setdefault(relation, {})[template] = None
+    if not templates:
+        raise SubjectPoolError(f"{path} holds no records with a 'relation_id' and a '{{}}' template or prompt.")
+    return {relation: list(found) for relation, found in templates.items()}
+
+
 def constraint_keys(
-    adapter: ModelAdapter, request: EditRequest, layer: int, subjects: Sequence[str], *, lookup: str = "last"
+    adapter: ModelAdapter, request: EditRequest, layer: int, subjects: Sequence[str], *, lookup: str = "last",
+    templates: Sequence[str] = (),
 ) -> torch.Tensor:
-    """``[len(subjects), d]`` keys at the lookup token of the request's template filled with each subject."""
+    """``[len(subjects) × (1 + extra templates), d]`` keys at the lookup token of the request's template,
+    and of each other template in ``templates``, filled with each subject."""
     if not subjects:
         return torch.zeros(0, adapter.mlp_down_weight(layer).matrix.shape[1])
     site = Site("mlp_key", layer)
-    others = [EditRequest(request.prompt, s, request.target_new) for s in subjects]
-    return site_at_lookup(adapter, others, [site], lookup=lookup)[site]
+    keys = []
+    for template in dict.fromkeys([request.prompt, *templates]):
+        others = [EditRequest(template, s, request.target_new) for s in subjects]
+        keys.append(site_at_lookup(adapter, others, [site], lookup=lookup)[site])
+    return torch.cat(keys)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from factscope.edit.constraints import PoolEntry, constraint_keys, constraint_subjects, load_subject_pool
+from factscope.edit.constraints import (PoolEntry, constraint_keys, constraint_subjects, load_relation_templates,
+                                        load_subject_pool)
 from factscope.edit.delta import WeightDelta
 from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
 from factscope.edit.keys import lookup_index
@@ -47,6 +48,15 @@ class RETSHyperParams(EditHyperParams):
     constraint_seed: int = hp(0, "Seed for choosing the constraint subjects from the pool.")
     constraint_pool: str = hp("", "JSON file of constraint subjects: a list of names, or known_1000/COUNTERFACT records "
                                   "(the request's relation is then preferred). Empty: the built-in pool.")
+    constraint_templates: str = hp("own", "Templates of K_r: own (the request's, as RETS) or pool (also the constraint_pool "
+                                          "file's templates of the request's relation).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.constraint_templates not in ("own", "pool"):
+            raise ValueError("constraint_templates must be 'own' or 'pool'.")
+        if self.constraint_templates == "pool" and not self.constraint_pool:
+            raise ValueError("constraint_templates=pool needs constraint_pool=FILE (records with relation_id and template).")
 
 
 def rets_edit(
@@ -67,12 +77,14 @@ def rets_edit(
         lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
     if subject_pool is None and hp_.constraint_pool:
         subject_pool = load_subject_pool(hp_.constraint_pool)  # read (and checked) before any work
+    templates = load_relation_templates(hp_.constraint_pool) if hp_.constraint_templates == "pool" else {}
 
     def one(request: EditRequest) -> WeightDelta:
         keys_fn = None
         if not hp_.no_subject_constraints and hp_.n_constraint_subjects > 0:
             subjects = constraint_subjects(request, hp_.n_constraint_subjects, seed=hp_.constraint_seed, pool=subject_pool)
-            keys_fn = lambda l: constraint_keys(adapter, request, l, subjects, lookup=hp_.lookup)  # noqa: E731
+            extra = templates.get(request.relation_id or "", [])
+            keys_fn = lambda l: constraint_keys(adapter, request, l, subjects, lookup=hp_.lookup, templates=extra)  # noqa: E731
         delta = rank_one_edit(adapter, request, hp_, layer, hp_.lookup, corpus=corpus, constraint_keys=keys_fn,
                               editor="rets", progress=progress)
         return delta
