@@ -62,8 +62,7 @@ def _example_subjects() -> list[str]:
         return []
     found = []
     for record in records if isinstance(records, list) else []:
-        rewrite = record.get("requested_rewrite", record) if isinstance(record, dict) else {}
-        subject = rewrite.get("subject") if isinstance(rewrite, dict) else None
+        subject = _fact(record).get("subject") if isinstance(record, dict) else None
         if isinstance(subject, str) and subject.strip():
             found.append(subject.strip())
     return found
@@ -84,22 +83,32 @@ class SubjectPoolError(ValueError):
     """A constraint-subject pool file that cannot be read or holds no subjects."""
 
 
-def load_subject_pool(path: str | Path) -> list[tuple[str, str | None]]:
-    """``(subject, relation_id)`` pairs from a JSON list of names or of known_1000 / COUNTERFACT records."""
-    path = Path(path)
+def _json_list(path: Path, what: str) -> list:
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise SubjectPoolError(f"Subject pool {path} cannot be read as JSON: {err}") from err
+        raise SubjectPoolError(f"{what} {path} cannot be read as JSON: {err}") from err
     if not isinstance(records, list):
-        raise SubjectPoolError(f"Subject pool {path} must be a JSON list, not {type(records).__name__}.")
+        raise SubjectPoolError(f"{what} {path} must be a JSON list, not {type(records).__name__}.")
+    return records
+
+
+def _fact(record: dict) -> dict:
+    """The fact fields of a known_1000 record, or of a COUNTERFACT record's ``requested_rewrite``."""
+    rewrite = record.get("requested_rewrite", record)
+    return rewrite if isinstance(rewrite, dict) else {}
+
+
+def load_subject_pool(path: str | Path) -> list[tuple[str, str | None]]:
+    """``(subject, relation_id)`` pairs from a JSON list of names or of known_1000 / COUNTERFACT records."""
+    path = Path(path)
+    records = _json_list(path, "Subject pool")
     pool: list[tuple[str, str | None]] = []
     for index, record in enumerate(records):
         if isinstance(record, str):
             subject, relation = record, None
         elif isinstance(record, dict):
-            rewrite = record.get("requested_rewrite", record)
-            subject, relation = rewrite.get("subject"), rewrite.get("relation_id")
+            subject, relation = _fact(record).get("subject"), _fact(record).get("relation_id")
         else:
             subject, relation = None, None
         if not isinstance(subject, str) or not subject.strip():
@@ -135,17 +144,12 @@ def load_relation_templates(path: str | Path) -> dict[str, list[str]]:
     Templates that end with the subject are left out: they have no relation token to read.
     """
     path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise SubjectPoolError(f"Template file {path} cannot be read as JSON: {err}") from err
     templates: dict[str, dict[str, None]] = {}
-    for record in records if isinstance(records, list) else []:
+    for record in _json_list(path, "Template file"):
         if not isinstance(record, dict):
             continue
-        rewrite = record.get("requested_rewrite", record)
-        template = rewrite.get("template", rewrite.get("prompt"))
-        relation = rewrite.get("relation_id")
+        fact = _fact(record)
+        template, relation = fact.get("template", fact.get("prompt")), fact.get("relation_id")
         if isinstance(template, str) and isinstance(relation, str) and template.count("{}") == 1 \
                 and not template.rstrip().endswith("{}"):
             templates.setdefault(relation, {})[template] = None
