@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from factscope.datasets._io import read_json_list
+from factscope.datasets.errors import DatasetFormatError
 from factscope.edit.keys import site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.hooks import Site
@@ -85,12 +87,9 @@ class SubjectPoolError(ValueError):
 
 def _json_list(path: Path, what: str) -> list:
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise SubjectPoolError(f"{what} {path} cannot be read as JSON: {err}") from err
-    if not isinstance(records, list):
-        raise SubjectPoolError(f"{what} {path} must be a JSON list, not {type(records).__name__}.")
-    return records
+        return read_json_list(path)
+    except DatasetFormatError as err:
+        raise SubjectPoolError(f"{what} {path} cannot be read or must be a JSON list of names or records: {err}") from err
 
 
 def _fact(record: dict) -> dict:
