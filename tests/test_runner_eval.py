@@ -148,6 +148,14 @@ def test_batch_mode_edits_each_chunk_at_once(tmp_path, data):
     assert records[0]["metrics"] == expected
 
 
+def test_batch_mode_checkpoints_value_chunks(tmp_path, data):
+    adapter = tiny_adapter("llama")
+    memit = named_editor("memit", layers=[1, 2], context_lengths=[[3, 1]], v_steps=2, mom2_n_tokens=64, value_chunk=2)
+    _run(adapter, data, tmp_path / "run", memit, editor_name="memit", mode="batch", batch_size=4, generation=False)
+    values = tmp_path / "run" / "deltas" / "entity" / "values"
+    assert len(list(values.glob("values-*.safetensors"))) == 3  # chunks of 2 + 2, then 2
+
+
 def test_sequential_mode_accumulates_and_resumes_from_saved_deltas(tmp_path, data):
     adapter = tiny_adapter("llama")
     before = _snapshot(adapter)

@@ -72,7 +72,9 @@ def evaluate(
     fmt = format if format != "auto" else (all_cases[0].source_format if all_cases else format)
     cases = all_cases[:n] if n else all_cases
     try:
-        editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides)
+        # A batch edit of many facts takes long: show its own progress (value chunks, layers).
+        extra = {"progress": True} if mode == "batch" and editor != "none" else {}
+        editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides, **extra)
     except UnknownEditorError as err:
         fail(str(err))
     supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)

@@ -11,6 +11,7 @@ Usage::
 from factscope.edit.delta import DeltaEntry, DeltaError, WeightDelta
 from factscope.edit.request import EditRequest, EditRequestError, relation_edit_requests
 from factscope.edit.api import EDITORS, edit, hparams_for
+from factscope.edit.value_store import checkpoint_values
 
 __all__ = [
     "EDITORS",
@@ -19,6 +20,7 @@ __all__ = [
     "EditRequest",
     "EditRequestError",
     "WeightDelta",
+    "checkpoint_values",
     "edit",
     "hparams_for",
     "relation_edit_requests",

@@ -33,6 +33,7 @@ from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
 from factscope.edit.keys import lookup_index, site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.edit.solvers import least_squares_update
+from factscope.edit.value_store import active_store, value_key
 from factscope.edit.values import ValueResult, optimize_values
 from factscope.hooks import Site
 from factscope.models.adapter import ModelAdapter
@@ -79,12 +80,25 @@ def resolve_layers(adapter: ModelAdapter, layers: Sequence[int | float]) -> list
 
 def chunked_values(adapter: ModelAdapter, requests: Sequence[EditRequest], layer: int, kinds: Sequence[str],
                    contexts: Sequence[str], hparams: EditHyperParams, progress: bool) -> ValueResult:
-    """:func:`optimize_values` over chunks of requests, results concatenated."""
+    """:func:`optimize_values` over chunks of requests, results concatenated.
+
+    Inside :func:`factscope.edit.value_store.checkpoint_values`, finished chunks are
+    saved and reused, so an interrupted batch edit resumes.
+    """
     chunk = getattr(hparams, "value_chunk", 16)
+    store = active_store()
     parts = []
     for start in tqdm(range(0, len(requests), chunk), desc="values", disable=not progress or len(requests) <= chunk, leave=False):
-        parts.append(optimize_values(adapter, requests[start : start + chunk], layer, kinds=kinds, lookup="subject_last",
-                                     contexts=contexts, hparams=hparams))
+        part = requests[start : start + chunk]
+        key = value_key(adapter.fingerprint, part, layer, kinds, contexts, hparams.to_dict()) if store else ""
+        saved = store.load(key, kinds, len(part)) if store else None
+        if saved is not None:
+            parts.append(ValueResult(layer=layer, **saved))
+            continue
+        result = optimize_values(adapter, part, layer, kinds=kinds, lookup="subject_last", contexts=contexts, hparams=hparams)
+        if store:
+            store.save(key, result.init, result.delta, result.nll, result.steps)
+        parts.append(result)
     return ValueResult(
         layer=layer,
         init={k: torch.cat([p.init[k] for p in parts]) for k in kinds},

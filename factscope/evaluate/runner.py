@@ -38,6 +38,7 @@ from factscope.datasets.relations import RELATIONS
 from factscope.datasets.supplements import relation_requests
 from factscope.edit.delta import WeightDelta
 from factscope.edit.request import EditRequest
+from factscope.edit.value_store import checkpoint_values
 from factscope.evaluate.editors import EditorFn
 from factscope.evaluate.generation import GenerationConfig
 from factscope.evaluate.metrics import evaluate_case
@@ -273,7 +274,8 @@ def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator
             continue
         requests = [r for i in chunk for r in requests_for(cases[i], perspective)]
         path = deltas / f"batch-{chunk.start:06d}-{chunk.stop:06d}.safetensors"
-        delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests))
+        with checkpoint_values(deltas / "values"):  # a killed batch edit resumes from its finished value chunks
+            delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests))
         per_case = seconds / len(chunk)
         if delta is None:
             for i in todo:
