@@ -48,3 +48,20 @@ def test_runner_refuses_edits_below_the_reused_layers() -> None:
     runner = SuffixRunner(adapter, [[5, 6, 7, 8]], [2], start_layer=2)
     with pytest.raises(ValueError, match="below start_layer"):
         runner.run({Site("mlp", 1): lambda s, x: x})
+
+
+def test_kept_rows_run_as_before(any_tiny) -> None:
+    """Dropping rows (finished requests) leaves the remaining rows' results unchanged."""
+    adapter = any_tiny
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(3, 300, (n,), generator=g).tolist() for n in (9, 14, 6, 11)]
+    split = [3, 7, 2, 5]
+    runner = SuffixRunner(adapter, seqs, split, start_layer=2)
+    before = runner.run()
+    if not runner.keep_rows([3, 1]):
+        pytest.skip(f"{type(runner.cache).__name__} cannot select rows")
+    after = runner.run()
+    assert after.shape[0] == 2 and runner.split == [5, 7]
+    for new, old in ((0, 3), (1, 1)):
+        n = len(seqs[old]) - split[old]
+        torch.testing.assert_close(after[new, :n], before[old, :n], rtol=1e-4, atol=1e-5)

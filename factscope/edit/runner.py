@@ -148,6 +148,26 @@ class SuffixRunner:
             raise IndexError(f"Token {position} of row {row} lies in the reused prefix.")
         return index
 
+    def keep_rows(self, rows: Sequence[int]) -> bool:
+        """Run only ``rows`` (indices of the current rows) from now on; ``False`` if the cache type cannot.
+
+        Rows never interact, so dropping some leaves the others' results unchanged;
+        the value optimisation drops the rows of requests that have finished.
+        Row ``j`` of later :meth:`run` results is the ``j``-th kept row.
+        """
+        if self.cache is not None and not hasattr(self.cache, "batch_select_indices"):
+            return False
+        old = self.input_ids.shape[0]
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.input_ids.device)
+        if self.cache is not None:
+            self.cache.batch_select_indices(index)
+        self.input_ids, self.attention_mask, self.positions = (t[index] for t in (self.input_ids, self.attention_mask, self.positions))
+        self.split = [self.split[i] for i in rows]
+        if self._lower is not None:
+            pick = lambda t: t[index] if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == old else t  # noqa: E731
+            self._lower = tuple(pick(t) for t in self._lower) if isinstance(self._lower, tuple) else pick(self._lower)
+        return True
+
     # --------------------------------------------------------------------- run
     def run(self, edit: Mapping[Site | str, EditFn] | None = None) -> torch.Tensor:
         """Final-layer hidden states ``[rows, suffix_len, d]`` with ``edit`` applied (autograd kept)."""

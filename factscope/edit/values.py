@@ -82,6 +82,52 @@ def build_rows(tokenizer: Any, requests: Sequence[EditRequest], contexts: Sequen
     return rows
 
 
+@dataclass
+class _Active:
+    """Index tensors over the rows still being run (rows of finished requests are dropped)."""
+
+    rows: list[int]  # indices into the full row list, in runner order
+    owner: torch.Tensor  # request of each active row
+    lookup_pos: torch.Tensor  # suffix index of each active row's lookup token
+    t_rows: torch.Tensor  # for every target token: its active row
+    t_pos: torch.Tensor  # ... its suffix index
+    t_ids: torch.Tensor  # ... its token id
+    kl_rows: torch.Tensor  # active positions of KL rows
+    kl_pos: torch.Tensor
+    kl_owner: torch.Tensor
+    kl_which: torch.Tensor  # index of each active KL row among all KL rows (for the unedited distribution)
+    rows_per_request: torch.Tensor
+
+    @classmethod
+    def build(cls, all_rows: Sequence[_Row], active: list[int], runner: SuffixRunner, n: int, device: torch.device) -> "_Active":
+        rows = [all_rows[i] for i in active]
+        t_rows, t_pos, t_ids = [], [], []
+        for j, row in enumerate(rows):
+            for k, tok in enumerate(row.targets):
+                t_rows.append(j)
+                t_pos.append(runner.suffix_index(j, row.first_target_pos + k))
+                t_ids.append(tok)
+        kl = [j for j, row in enumerate(rows) if not row.targets]
+        kl_all = [i for i, row in enumerate(all_rows) if not row.targets]
+
+        def t(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, device=device, dtype=torch.long)
+
+        owner = t([row.request for row in rows])
+        rewrite_owner = t([row.request for row in rows if row.targets])
+        return cls(
+            rows=active,
+            owner=owner,
+            lookup_pos=t([runner.suffix_index(j, row.lookup) for j, row in enumerate(rows)]),
+            t_rows=t(t_rows), t_pos=t(t_pos), t_ids=t(t_ids),
+            kl_rows=t(kl),
+            kl_pos=t([runner.suffix_index(j, rows[j].first_target_pos) for j in kl]),
+            kl_owner=t([rows[j].request for j in kl]),
+            kl_which=t([kl_all.index(active[j]) for j in kl]),
+            rows_per_request=torch.bincount(rewrite_owner, minlength=n).float().clamp(min=1),
+        )
+
+
 def optimize_values(
     adapter: ModelAdapter,
     requests: Sequence[EditRequest],
@@ -104,37 +150,20 @@ def optimize_values(
     rows = build_rows(adapter.tokenizer, requests, contexts, lookup, hp.kl_prompt if kl_on else None)
     runner = SuffixRunner(adapter, [r.ids for r in rows], [r.lookup for r in rows], start_layer=layer)
     device = adapter.device
-    owner = torch.tensor([r.request for r in rows], device=device)
-    lookup_pos = torch.tensor([runner.suffix_index(i, r.lookup) for i, r in enumerate(rows)], device=device)
-    rewrite = [i for i, r in enumerate(rows) if r.targets]
-    bare = [next(i for i in rewrite if rows[i].request == q) for q in range(n)]  # context 0 of each request
-    # Flattened target positions: (row, suffix index, token id), and which rewrite row each belongs to.
-    t_rows, t_pos, t_ids = [], [], []
-    for i in rewrite:
-        for j, tok in enumerate(rows[i].targets):
-            t_rows.append(i)
-            t_pos.append(runner.suffix_index(i, rows[i].first_target_pos + j))
-            t_ids.append(tok)
-    t_rows_t = torch.tensor(t_rows, device=device)
-    t_pos_t = torch.tensor(t_pos, device=device)
-    t_ids_t = torch.tensor(t_ids, device=device)
-    kl_rows = [i for i, r in enumerate(rows) if not r.targets]
-    kl_pos = torch.tensor([runner.suffix_index(i, rows[i].first_target_pos) for i in kl_rows], device=device, dtype=torch.long)
-    kl_owner = torch.tensor([rows[i].request for i in kl_rows], device=device, dtype=torch.long)
-    rows_per_request = torch.bincount(owner[rewrite], minlength=n).float()
+    act = _Active.build(rows, list(range(len(rows))), runner, n, device)
+    bare = [next(i for i, r in enumerate(rows) if r.targets and r.request == q) for q in range(n)]  # context 0 of each request
 
-    dtype = adapter.dtype
     deltas = {k: torch.zeros(n, adapter.d_model, device=device, dtype=torch.float32, requires_grad=True) for k in kinds}
     init: dict[str, torch.Tensor] = {}
     optimizer = torch.optim.Adam(list(deltas.values()), lr=hp.v_lr)
-    row_index = torch.arange(len(rows), device=device)
 
     def make_edit(kind: str):
         def edit(_site: Site, x: torch.Tensor) -> torch.Tensor:
-            if kind not in init:  # first pass: δ = 0, record the unedited values at the bare prompt
-                init[kind] = x[torch.tensor(bare, device=x.device), lookup_pos[bare]].detach().float().clone()
+            if kind not in init:  # first pass (all rows, δ = 0): record the unedited values at the bare prompt
+                init[kind] = x[torch.tensor(bare, device=x.device), act.lookup_pos[bare]].detach().float().clone()
             x = x.clone()
-            x[row_index, lookup_pos] = x[row_index, lookup_pos] + deltas[kind][owner].to(x.dtype)
+            rows_ = torch.arange(x.shape[0], device=x.device)
+            x[rows_, act.lookup_pos] = x[rows_, act.lookup_pos] + deltas[kind][act.owner].to(x.dtype)
             return x
 
         return edit
@@ -147,29 +176,30 @@ def optimize_values(
     bar = tqdm(range(max(1, hp.v_steps)), desc="value optimisation", disable=not progress, leave=False)
     for step in bar:
         hidden = runner.run(edits)
-        logits = adapter.project_to_vocab(hidden[t_rows_t, t_pos_t]).float()
-        token_lp = torch.log_softmax(logits, dim=-1).gather(1, t_ids_t.unsqueeze(1)).squeeze(1)
+        logits = adapter.project_to_vocab(hidden[act.t_rows, act.t_pos]).float()
+        token_lp = torch.log_softmax(logits, dim=-1).gather(1, act.t_ids.unsqueeze(1)).squeeze(1)
         # mean per-token NLL per row, then mean over each request's rows
-        per_row = torch.zeros(len(rows), device=device).index_add(0, t_rows_t, -token_lp)
-        count = torch.zeros(len(rows), device=device).index_add(0, t_rows_t, torch.ones_like(token_lp))
+        n_active = len(act.rows)
+        per_row = torch.zeros(n_active, device=device).index_add(0, act.t_rows, -token_lp)
+        count = torch.zeros(n_active, device=device).index_add(0, act.t_rows, torch.ones_like(token_lp))
         row_nll = per_row / count.clamp(min=1)
-        nll = torch.zeros(n, device=device).index_add(0, owner, row_nll * (count > 0)) / rows_per_request
+        nll = torch.zeros(n, device=device).index_add(0, act.owner, row_nll * (count > 0)) / act.rows_per_request
         with torch.no_grad():
             newly = (nll.detach() < hp.early_stop_nll) & ~done
             final_nll[~done.cpu()] = nll.detach().cpu()[~done.cpu()]
             done |= newly
         loss = nll.sum()
-        if kl_rows:
-            kl_logp = torch.log_softmax(adapter.project_to_vocab(hidden[torch.tensor(kl_rows, device=device), kl_pos]).float(), dim=-1)
+        if len(act.kl_rows):
+            kl_logp = torch.log_softmax(adapter.project_to_vocab(hidden[act.kl_rows, act.kl_pos]).float(), dim=-1)
             if kl_init is None:
                 kl_init = kl_logp.detach().clone()
-            kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(-1)  # KL(edited ‖ original) per request
-            loss = loss + hp.kl_factor * torch.zeros(n, device=device).index_add(0, kl_owner, kl).sum()
+            kl = (kl_logp.exp() * (kl_logp - kl_init[act.kl_which])).sum(-1)  # KL(edited ‖ original) per request
+            loss = loss + hp.kl_factor * torch.zeros(n, device=device).index_add(0, act.kl_owner, kl).sum()
         for kind in kinds:
             ratio = deltas[kind].pow(2).sum(1) / init[kind].pow(2).sum(1).clamp(min=1e-12)
             loss = loss + hp.v_weight_decay * ratio.sum()
         if progress:
-            bar.set_postfix(nll=float(nll.detach().mean()), done=int(done.sum()))
+            bar.set_postfix(nll=float(nll.detach()[~done].mean()) if not bool(done.all()) else 0.0, done=int(done.sum()))
         if bool(done.all()) or step == hp.v_steps - 1 or hp.v_steps == 0:
             break
         frozen = {k: v.detach()[done].clone() for k, v in deltas.items()}
@@ -184,8 +214,11 @@ def optimize_values(
                 norm = delta.norm(dim=1)
                 scale = torch.where(norm > max_norm, max_norm / norm.clamp(min=1e-12), torch.ones_like(norm))
                 delta.mul_(scale.unsqueeze(1))
+        if bool(newly.any()):  # finished requests' rows no longer need running; the others are unaffected
+            keep = [j for j, i in enumerate(act.rows) if not bool(done[rows[i].request])]
+            if runner.keep_rows(keep):
+                act = _Active.build(rows, [act.rows[j] for j in keep], runner, n, device)
     bar.close()
-    del dtype
     return ValueResult(
         layer=layer,
         init={k: v.cpu() for k, v in init.items()},
