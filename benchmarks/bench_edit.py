@@ -9,6 +9,8 @@ Prints, in one run:
 * seconds per single ROME and RETS edit with the key covariance already cached, beside the
   same edit with the value optimisation done straightforwardly (full forward every step),
   their ratio and how far apart the two weight changes are;
+* seconds per edit when ``--group`` independent single edits are computed together
+  (``edit_each``), and how far their deltas are from one-at-a-time editing;
 * MEMIT and PMET seconds for n facts of ../shared/data/counterfact/counterfact-edit.json
   (covariance cached), with the share of rewrite prompts where P(new) > P(true) after;
 * covariance throughput (tokens/s) with forward passes that stop at the needed
@@ -83,8 +85,8 @@ def _timed_edit(adapter, name, request, corpus):
     return time.perf_counter() - t0, delta
 
 
-def bench_single(adapter, corpus, reps: int, compare: bool) -> None:
-    from factscope.edit import edit, hparams_for
+def bench_single(adapter, corpus, reps: int, compare: bool, group: int) -> None:
+    from factscope.edit import edit, edit_each, hparams_for
     from factscope.edit.covariance import key_second_moments
     from factscope.edit.hparams import resolve_layer
 
@@ -111,6 +113,16 @@ def bench_single(adapter, corpus, reps: int, compare: bool) -> None:
             line += (f"; straightforward {statistics.mean(slow_times):6.1f} s/edit, x {statistics.mean(slow_times) / statistics.mean(times):.2f}"
                      f", max relative |dW diff| {max(diffs):.1e}")
         print(line, flush=True)
+        if group > 1:
+            many = load_requests(group)
+            alone = [edit(adapter, r, editor=name, corpus=corpus) for r in many[: len(requests)]]
+            t0 = time.perf_counter()
+            together = edit_each(adapter, many, editor=name, corpus=corpus)
+            seconds = (time.perf_counter() - t0) / len(many)
+            diff = max(float((t.entries[0].dense() - a.entries[0].dense()).norm() / a.entries[0].dense().norm())
+                       for t, a in zip(together, alone))
+            print(f"{name.upper():5} {len(many)} independent edits together: {seconds:6.1f} s/edit "
+                  f"(x {statistics.mean(times) / seconds:.2f} vs one at a time); max relative |dW diff| {diff:.1e}", flush=True)
 
 
 def bench_batch(adapter, corpus, sizes: list[int]) -> None:
@@ -159,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100,1000", help="Batch sizes for MEMIT/PMET (comma-separated).")
     parser.add_argument("--reps", type=int, default=3, help="Single edits timed per editor.")
+    parser.add_argument("--group", type=int, default=8, help="Independent single edits computed together (1: skip).")
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--no-compare", action="store_true", help="Skip the straightforward single-edit timing.")
     parser.add_argument("--skip-batch", action="store_true")
@@ -173,7 +186,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"model {adapter.name}; torch threads {torch.get_num_threads()}; load average {load:.1f}; corpus {CORPUS.name}", flush=True)
     if not args.skip_single:
-        bench_single(adapter, CORPUS, args.reps, not args.no_compare)
+        bench_single(adapter, CORPUS, args.reps, not args.no_compare, args.group)
     if not args.skip_batch:
         bench_batch(adapter, CORPUS, [int(s) for s in args.sizes.split(",") if s.strip()])
     if not args.skip_covariance:

@@ -156,6 +156,27 @@ def test_batch_mode_checkpoints_value_chunks(tmp_path, data):
     assert len(list(values.glob("values-*.safetensors"))) == 3  # chunks of 2 + 2, then 2
 
 
+def test_grouped_single_edits_match_one_at_a_time(tmp_path, data):
+    adapter = tiny_adapter("llama")
+    rome = named_editor("rome", context_lengths=[[3, 1]], v_steps=3, mom2_n_tokens=64)
+    together, real_each = [], rome.each
+    rome.each = lambda a, requests: (together.append(len(requests)), real_each(a, requests))[1]
+    cases = load_cases(data)
+    runs = {}
+    for group in (1, 4):
+        config = _config("rome", generation=False)
+        run_evaluation(adapter, cases, rome, config, tmp_path / f"g{group}", idf=IDF, progress=False, group=group)
+        runs[group] = sorted(load_run(tmp_path / f"g{group}")[1], key=lambda r: r["index"])
+    assert len(runs[1]) == len(runs[4]) == len(cases) == 6
+    assert together == [4, 2]  # group 1 edits one at a time; group 4 computes 4 + 2 edits together
+    for one, grouped in zip(runs[1], runs[4]):
+        assert grouped["error"] is None and one["index"] == grouped["index"]
+        for name, value in one["metrics"].items():
+            expected = value if value is None else pytest.approx(value, rel=1e-3, abs=1e-4)
+            assert grouped["metrics"][name] == expected, name
+        assert grouped["metrics"] != {}
+
+
 def test_sequential_mode_accumulates_and_resumes_from_saved_deltas(tmp_path, data):
     adapter = tiny_adapter("llama")
     before = _snapshot(adapter)

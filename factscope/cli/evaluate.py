@@ -49,6 +49,8 @@ def evaluate(
     label: Annotated[Optional[str], typer.Option(help="Row label in summaries (default: editor and overrides).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and R-Specificity relation choice.")] = 0,
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
+    group: Annotated[int, typer.Option("--group", min=1, help="Single mode: cases whose edits are computed together "
+                                       "(ROME, RETS; same edits, faster). Each case is still evaluated alone.")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 helps on a busy machine).")] = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
@@ -104,7 +106,7 @@ def evaluate(
         except FileNotFoundError as err:
             fail(f"{err} (or pass --no-generation).")
     try:
-        result = run_evaluation(adapter, cases, editor_fn, config, out, all_cases=all_cases, idf=idf)
+        result = run_evaluation(adapter, cases, editor_fn, config, out, all_cases=all_cases, idf=idf, group=group)
     except (RunConfigMismatch, RunConfigError, CorruptRunError) as err:
         fail(str(err))
     state = "resumed" if result.resumed else "started"

@@ -10,7 +10,7 @@ Usage::
 
 from factscope.edit.delta import DeltaEntry, DeltaError, WeightDelta
 from factscope.edit.request import EditRequest, EditRequestError, relation_edit_requests
-from factscope.edit.api import EDITORS, edit, hparams_for
+from factscope.edit.api import EDITORS, edit, edit_each, hparams_for
 from factscope.edit.value_store import checkpoint_values
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "WeightDelta",
     "checkpoint_values",
     "edit",
+    "edit_each",
     "hparams_for",
     "relation_edit_requests",
 ]

@@ -6,6 +6,7 @@ Usage::
     delta = edit(adapter, [EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")],
                  editor="rets", layer=22)             # keyword overrides of the hyperparameters
     hp = hparams_for("memit", adapter)                 # the defaults an editor would use
+    deltas = edit_each(adapter, requests, editor="rome")   # one independent delta per request, computed together
 
 Every editor validates all requests before any work, never leaves the model changed,
 and returns a :class:`WeightDelta` whose metadata names the editor, its
@@ -56,6 +57,17 @@ def _editors() -> dict[str, tuple[Callable[..., WeightDelta], type[EditHyperPara
 EDITORS = _editors()
 
 
+def _batched_single_editors() -> dict[str, Callable[..., list[WeightDelta]]]:
+    """Editors whose independent single edits can share one batched value optimisation."""
+    from factscope.edit.rets import rets_edit_each
+    from factscope.edit.rome import rome_edit_each
+
+    return {"rome": rome_edit_each, "rets": rets_edit_each}
+
+
+EACH = _batched_single_editors()
+
+
 def hparams_for(editor: str, adapter: ModelAdapter | None = None) -> EditHyperParams:
     """Default hyperparameters of ``editor`` for ``adapter``'s model family."""
     return _lookup(editor)[1].for_model(adapter)
@@ -66,6 +78,23 @@ def _lookup(editor: str) -> tuple[Callable[..., WeightDelta], type[EditHyperPara
     if key not in EDITORS:
         raise ValueError(f"Unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}.")
     return EDITORS[key]
+
+
+def _hparams_object(cls: type[EditHyperParams], editor: str, hparams: Any, adapter: ModelAdapter) -> EditHyperParams:
+    if hparams is None:
+        return cls.for_model(adapter)
+    if isinstance(hparams, (str, Path)):
+        return cls.from_file(hparams, adapter)
+    if isinstance(hparams, dict):
+        return cls.from_dict(hparams, adapter)
+    if isinstance(hparams, cls):
+        return hparams
+    raise TypeError(f"hparams for {editor} must be {cls.__name__}, a dict or a file path, not {type(hparams).__name__}.")
+
+
+def _split_extra(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of the editor functions that are not hyperparameters."""
+    return {k: overrides.pop(k) for k in ("corpus", "progress", "subject_pool") if k in overrides}
 
 
 def edit(
@@ -81,16 +110,31 @@ def edit(
         requests = [requests]
     if not requests:
         raise ValueError("No edit requests given.")
-    extra = {k: overrides.pop(k) for k in ("corpus", "progress", "subject_pool") if k in overrides}
-    if hparams is None:
-        hp_obj = cls.for_model(adapter)
-    elif isinstance(hparams, (str, Path)):
-        hp_obj = cls.from_file(hparams, adapter)
-    elif isinstance(hparams, dict):
-        hp_obj = cls.from_dict(hparams, adapter)
-    elif isinstance(hparams, cls):
-        hp_obj = hparams
-    else:
-        raise TypeError(f"hparams for {editor} must be {cls.__name__}, a dict or a file path, not {type(hparams).__name__}.")
-    hp_obj = hp_obj.override(**overrides)
+    extra = _split_extra(overrides)
+    hp_obj = _hparams_object(cls, editor, hparams, adapter).override(**overrides)
     return fn(adapter, list(requests), hp_obj, **extra)
+
+
+def edit_each(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    editor: str = "rome",
+    hparams: EditHyperParams | str | Path | dict[str, Any] | None = None,
+    **overrides: Any,
+) -> list[WeightDelta]:
+    """One delta per request, each what ``edit(adapter, [request], editor)`` returns on the unedited model.
+
+    For ROME and RETS the value optimisations of all requests run as one batch
+    (finished requests drop out), which is faster than editing one at a time; the
+    deltas agree with one-at-a-time editing up to float rounding. Other editors
+    edit one request at a time.
+    """
+    _, cls = _lookup(editor)
+    if not requests:
+        raise ValueError("No edit requests given.")
+    batched = EACH.get(editor.lower())
+    if batched is None:
+        return [edit(adapter, [r], editor, hparams, **overrides) for r in requests]
+    extra = _split_extra(overrides)
+    hp_obj = _hparams_object(cls, editor, hparams, adapter).override(**overrides)
+    return batched(adapter, list(requests), hp_obj, **extra)

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
+
+import torch
 
 from factscope.edit.constraints import (PoolEntry, constraint_keys, constraint_subjects, load_relation_templates,
                                         load_subject_pool)
@@ -24,7 +26,7 @@ from factscope.edit.delta import WeightDelta
 from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
 from factscope.edit.keys import lookup_index
 from factscope.edit.request import EditRequest
-from factscope.edit.rome import rank_one_edit
+from factscope.edit.rome import rank_one_edit, rank_one_edits
 from factscope.edit.sequential import edit_sequentially
 from factscope.models.adapter import ModelAdapter
 
@@ -59,6 +61,29 @@ class RETSHyperParams(EditHyperParams):
             raise ValueError("constraint_templates=pool needs constraint_pool=FILE (records with relation_id and template).")
 
 
+def _prepare(adapter: ModelAdapter, requests: Sequence[EditRequest], hparams: RETSHyperParams | None,
+             subject_pool: Sequence[PoolEntry] | None, overrides: dict[str, Any],
+             ) -> tuple[RETSHyperParams, int, list[EditRequest], Callable[[EditRequest], Callable[[int], torch.Tensor] | None]]:
+    """Hyperparameters, layer, validated requests and the ``K_r`` source per request; raises before any work."""
+    hp_ = (hparams or RETSHyperParams.for_model(adapter)).override(**overrides)
+    layer = resolve_layer(adapter, hp_.layer)
+    requests = [r.validate(adapter) for r in requests]
+    for r in requests:
+        lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
+    if subject_pool is None and hp_.constraint_pool:
+        subject_pool = load_subject_pool(hp_.constraint_pool)  # read (and checked) before any work
+    templates = load_relation_templates(hp_.constraint_pool) if hp_.constraint_templates == "pool" else {}
+
+    def keys_for(request: EditRequest) -> Callable[[int], torch.Tensor] | None:
+        if hp_.no_subject_constraints or hp_.n_constraint_subjects <= 0:
+            return None
+        subjects = constraint_subjects(request, hp_.n_constraint_subjects, seed=hp_.constraint_seed, pool=subject_pool)
+        extra = templates.get(request.relation_id or "", [])
+        return lambda l: constraint_keys(adapter, request, l, subjects, lookup=hp_.lookup, templates=extra)
+
+    return hp_, layer, requests, keys_for
+
+
 def rets_edit(
     adapter: ModelAdapter,
     requests: Sequence[EditRequest],
@@ -70,23 +95,26 @@ def rets_edit(
     **overrides: Any,
 ) -> WeightDelta:
     """RETS for each request in turn; returns one delta (the model is left unchanged)."""
-    hp_ = (hparams or RETSHyperParams.for_model(adapter)).override(**overrides)
-    layer = resolve_layer(adapter, hp_.layer)
-    requests = [r.validate(adapter) for r in requests]
-    for r in requests:
-        lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
-    if subject_pool is None and hp_.constraint_pool:
-        subject_pool = load_subject_pool(hp_.constraint_pool)  # read (and checked) before any work
-    templates = load_relation_templates(hp_.constraint_pool) if hp_.constraint_templates == "pool" else {}
+    hp_, layer, requests, keys_for = _prepare(adapter, requests, hparams, subject_pool, overrides)
 
     def one(request: EditRequest) -> WeightDelta:
-        keys_fn = None
-        if not hp_.no_subject_constraints and hp_.n_constraint_subjects > 0:
-            subjects = constraint_subjects(request, hp_.n_constraint_subjects, seed=hp_.constraint_seed, pool=subject_pool)
-            extra = templates.get(request.relation_id or "", [])
-            keys_fn = lambda l: constraint_keys(adapter, request, l, subjects, lookup=hp_.lookup, templates=extra)  # noqa: E731
-        delta = rank_one_edit(adapter, request, hp_, layer, hp_.lookup, corpus=corpus, constraint_keys=keys_fn,
-                              editor="rets", progress=progress)
-        return delta
+        return rank_one_edit(adapter, request, hp_, layer, hp_.lookup, corpus=corpus, constraint_keys=keys_for(request),
+                             editor="rets", progress=progress)
 
     return edit_sequentially(adapter, requests, one, metadata={"editor": "rets", "model_fingerprint": adapter.fingerprint})
+
+
+def rets_edit_each(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    hparams: RETSHyperParams | None = None,
+    *,
+    corpus: str | Path | None = None,
+    subject_pool: Sequence[PoolEntry] | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[WeightDelta]:
+    """One independent RETS delta per request (each as ``rets_edit(adapter, [request])``), computed together."""
+    hp_, layer, requests, keys_for = _prepare(adapter, requests, hparams, subject_pool, overrides)
+    return rank_one_edits(adapter, requests, hp_, layer, hp_.lookup, corpus=corpus,
+                          constraint_keys=[keys_for(r) for r in requests], editor="rets", progress=progress)

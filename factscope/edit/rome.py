@@ -27,7 +27,7 @@ from factscope.edit.corpus import corpus_from
 from factscope.edit.covariance import key_second_moment
 from factscope.edit.delta import DeltaEntry, WeightDelta
 from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
-from factscope.edit.keys import site_at_lookup
+from factscope.edit.keys import lookup_index, site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.edit.sequential import edit_sequentially
 from factscope.edit.solvers import rank_one_from_residual
@@ -57,6 +57,66 @@ def hparams_store_at_bare(hparams: EditHyperParams) -> bool:
     return getattr(hparams, "store_at", "bare") == "bare"
 
 
+def rank_one_edits(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    hparams: EditHyperParams,
+    layer: int,
+    lookup: str,
+    *,
+    corpus: Any = None,
+    constraint_keys: Sequence[Callable[[int], torch.Tensor] | None] | None = None,
+    editor: str = "rome",
+    progress: bool = False,
+) -> list[WeightDelta]:
+    """Independent rank-one edits, each as :func:`rank_one_edit` would compute it on the unedited model.
+
+    Keys are read and values optimised for all requests in one batch (each request's
+    loss and δ are its own, so the results are those of one-at-a-time editing up to
+    float rounding); then each request gets its own update. ``constraint_keys[i](layer)``
+    → ``[n, d]`` keys added to ``C`` as ``K Kᵀ`` for request ``i`` (RETS).
+    """
+    contexts = context_templates(adapter, hparams.context_lengths, seed=hparams.context_seed)
+    C = key_second_moment(adapter, layer, corpus=corpus, n_tokens=hparams.mom2_n_tokens, dtype=hparams.mom2_dtype,
+                          progress=progress)
+    key_site = Site("mlp_key", layer)
+    k_star = site_at_lookup(adapter, requests, [key_site], lookup=lookup, contexts=contexts)[key_site]
+    k_bare = site_at_lookup(adapter, requests, [key_site], lookup=lookup)[key_site]
+    values = optimize_values(adapter, requests, layer, kinds=("mlp",), lookup=lookup, contexts=contexts,
+                             hparams=hparams, progress=progress)
+    dtype = adapter.mlp_down_weight(layer).parameter.dtype
+    deltas = []
+    for i, request in enumerate(requests):
+        metric = C.to(torch.float64)
+        n_constraints = 0
+        keys_fn = constraint_keys[i] if constraint_keys is not None else None
+        if keys_fn is not None:
+            K_r = keys_fn(layer).to(torch.float64)
+            n_constraints = int(K_r.shape[0])
+            metric = metric + K_r.T @ K_r
+        # δ was optimised on top of the bare prompt's MLP output, so v* − W k_bare = δ there.
+        k_store = k_bare[i] if hparams_store_at_bare(hparams) else k_star[i]
+        lam, u = rank_one_from_residual(metric, k_star[i], values.delta["mlp"][i], k_store)
+        entry = DeltaEntry("mlp_key", layer, lam.unsqueeze(1).to(dtype), u.unsqueeze(1).to(dtype))
+        deltas.append(WeightDelta(
+            [entry],
+            {
+                "editor": editor,
+                "hparams": hparams.to_dict(),
+                "layer": layer,
+                "lookup": lookup,
+                "requests": [request.to_dict()],
+                "model_fingerprint": adapter.fingerprint,
+                "corpus": corpus_from(corpus).fingerprint,
+                "target_nll": values.nll[i],
+                "value_steps": values.steps[i],
+                "delta_norm_ratio": float(values.delta["mlp"][i].norm() / values.init["mlp"][i].norm()),
+                "n_subject_constraints": n_constraints,
+            },
+        ))
+    return deltas
+
+
 def rank_one_edit(
     adapter: ModelAdapter,
     request: EditRequest,
@@ -70,41 +130,19 @@ def rank_one_edit(
     progress: bool = False,
 ) -> WeightDelta:
     """One rank-one edit; ``constraint_keys(layer)`` → ``[n, d]`` keys added to ``C`` as ``K Kᵀ`` (RETS)."""
-    contexts = context_templates(adapter, hparams.context_lengths, seed=hparams.context_seed)
-    C = key_second_moment(adapter, layer, corpus=corpus, n_tokens=hparams.mom2_n_tokens, dtype=hparams.mom2_dtype,
-                          progress=progress)
-    key_site = Site("mlp_key", layer)
-    k_star = site_at_lookup(adapter, [request], [key_site], lookup=lookup, contexts=contexts)[key_site][0]
-    k_bare = site_at_lookup(adapter, [request], [key_site], lookup=lookup)[key_site][0]
-    values = optimize_values(adapter, [request], layer, kinds=("mlp",), lookup=lookup, contexts=contexts,
-                             hparams=hparams, progress=progress)
-    metric = C.to(torch.float64)
-    n_constraints = 0
-    if constraint_keys is not None:
-        K_r = constraint_keys(layer).to(torch.float64)
-        n_constraints = int(K_r.shape[0])
-        metric = metric + K_r.T @ K_r
-    # δ was optimised on top of the bare prompt's MLP output, so v* − W k_bare = δ there.
-    k_store = k_bare if hparams_store_at_bare(hparams) else k_star
-    lam, u = rank_one_from_residual(metric, k_star, values.delta["mlp"][0], k_store)
-    dtype = adapter.mlp_down_weight(layer).parameter.dtype
-    entry = DeltaEntry("mlp_key", layer, lam.unsqueeze(1).to(dtype), u.unsqueeze(1).to(dtype))
-    return WeightDelta(
-        [entry],
-        {
-            "editor": editor,
-            "hparams": hparams.to_dict(),
-            "layer": layer,
-            "lookup": lookup,
-            "requests": [request.to_dict()],
-            "model_fingerprint": adapter.fingerprint,
-            "corpus": corpus_from(corpus).fingerprint,
-            "target_nll": values.nll[0],
-            "value_steps": values.steps[0],
-            "delta_norm_ratio": float(values.delta["mlp"][0].norm() / values.init["mlp"][0].norm()),
-            "n_subject_constraints": n_constraints,
-        },
-    )
+    return rank_one_edits(adapter, [request], hparams, layer, lookup, corpus=corpus, constraint_keys=[constraint_keys],
+                          editor=editor, progress=progress)[0]
+
+
+def _prepare(adapter: ModelAdapter, requests: Sequence[EditRequest], hparams: ROMEHyperParams | None,
+             overrides: dict[str, Any]) -> tuple[ROMEHyperParams, int, list[EditRequest]]:
+    """Hyperparameters, layer and validated requests; raises before any work."""
+    hp_ = (hparams or ROMEHyperParams.for_model(adapter)).override(**overrides)
+    layer = resolve_layer(adapter, hp_.layer)
+    requests = [r.validate(adapter) for r in requests]
+    for r in requests:  # lookup positions must exist before any work starts
+        lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
+    return hp_, layer, requests
 
 
 def rome_edit(
@@ -117,15 +155,23 @@ def rome_edit(
     **overrides: Any,
 ) -> WeightDelta:
     """ROME for each request in turn; returns one delta (the model is left unchanged)."""
-    hp_ = (hparams or ROMEHyperParams.for_model(adapter)).override(**overrides)
-    layer = resolve_layer(adapter, hp_.layer)
-    requests = [r.validate(adapter) for r in requests]
-    for r in requests:  # lookup positions must exist before any work starts
-        from factscope.edit.keys import lookup_index
-
-        lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
+    hp_, layer, requests = _prepare(adapter, requests, hparams, overrides)
     return edit_sequentially(
         adapter, requests,
         lambda req: rank_one_edit(adapter, req, hp_, layer, hp_.lookup, corpus=corpus, editor="rome", progress=progress),
         metadata={"editor": "rome", "model_fingerprint": adapter.fingerprint},
     )
+
+
+def rome_edit_each(
+    adapter: ModelAdapter,
+    requests: Sequence[EditRequest],
+    hparams: ROMEHyperParams | None = None,
+    *,
+    corpus: str | Path | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[WeightDelta]:
+    """One independent ROME delta per request (each as ``rome_edit(adapter, [request])``), computed together."""
+    hp_, layer, requests = _prepare(adapter, requests, hparams, overrides)
+    return rank_one_edits(adapter, requests, hp_, layer, hp_.lookup, corpus=corpus, editor="rome", progress=progress)

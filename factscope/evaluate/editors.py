@@ -56,7 +56,13 @@ def named_editor(name: str, hparams: str | Path | Any | None = None, **overrides
     def run(adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta:
         return edit(adapter, requests, editor=name, hparams=hparams, **overrides)
 
+    def each(adapter: ModelAdapter, requests: list[EditRequest]) -> list[WeightDelta]:
+        from factscope.edit import edit_each  # type: ignore[attr-defined]
+
+        return edit_each(adapter, requests, editor=name, hparams=hparams, **overrides)
+
     run.__name__ = f"edit_{name}"
+    run.each = each  # type: ignore[attr-defined]  # independent single edits, computed together
     return run
 
 

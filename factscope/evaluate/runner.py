@@ -207,8 +207,14 @@ def run_evaluation(
     idf: Idf | None = None,
     supplement_store: SupplementStore | None = None,
     progress: bool = True,
+    group: int = 1,
 ) -> RunSummary:
-    """Evaluate ``cases`` after edits by ``editor``; resumes a run already in ``out``."""
+    """Evaluate ``cases`` after edits by ``editor``; resumes a run already in ``out``.
+
+    ``group`` > 1 (single mode): compute that many cases' edits together when the
+    editor can (``editor.each``, ROME and RETS); each case is still evaluated with
+    its own edit alone, and the edits equal one-at-a-time editing up to float rounding.
+    """
     config.validate()
     _check_cases(cases, config)
     log = RunLog(out)
@@ -244,7 +250,7 @@ def run_evaluation(
             if not pending:
                 continue
             if config.mode == "single":
-                _run_single(adapter, cases, editor, perspective, pending, ev)
+                _run_single(adapter, cases, editor, perspective, pending, ev, group)
             elif config.mode == "batch":
                 _run_batch(adapter, cases, editor, perspective, set(pending), ev, log.folder, config.batch_size)
             else:
@@ -254,15 +260,31 @@ def run_evaluation(
     return RunSummary(log.folder, total, ev.new, resumed)
 
 
-def _run_single(adapter, cases, editor, perspective, pending, ev: _Evaluator) -> None:  # type: ignore[no-untyped-def]
-    for i in pending:
-        case = cases[i]
-        delta, seconds, error = _edit(editor, adapter, requests_for(case, perspective))
-        if delta is None:
-            ev.record(perspective, i, case, edit_seconds=seconds, error=error)
-            continue
-        with delta.applied(adapter):
-            ev.record(perspective, i, case, edit_seconds=seconds)
+def _edit_group(editor: EditorFn, adapter: ModelAdapter, request_lists: list[list[EditRequest]],
+                ) -> list[tuple[WeightDelta | None, float, str | None]]:
+    """Independent single edits of several cases; together via ``editor.each`` where it has one."""
+    each = getattr(editor, "each", None)
+    if each is None or len(request_lists) == 1 or any(len(r) != 1 for r in request_lists):
+        return [_edit(editor, adapter, r) for r in request_lists]
+    start = time.perf_counter()
+    try:
+        deltas = each(adapter, [r[0] for r in request_lists])
+    except (ValueError, RuntimeError):  # some case cannot be edited: edit one by one so only it fails
+        return [_edit(editor, adapter, r) for r in request_lists]
+    seconds = (time.perf_counter() - start) / len(request_lists)
+    return [(delta, seconds, None) for delta in deltas]
+
+
+def _run_single(adapter, cases, editor, perspective, pending, ev: _Evaluator, group: int) -> None:  # type: ignore[no-untyped-def]
+    for start in range(0, len(pending), max(1, group)):
+        chunk = pending[start : start + max(1, group)]
+        results = _edit_group(editor, adapter, [requests_for(cases[i], perspective) for i in chunk])
+        for i, (delta, seconds, error) in zip(chunk, results):
+            if delta is None:
+                ev.record(perspective, i, cases[i], edit_seconds=seconds, error=error)
+                continue
+            with delta.applied(adapter):
+                ev.record(perspective, i, cases[i], edit_seconds=seconds)
 
 
 def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator, folder: Path, size) -> None:  # type: ignore[no-untyped-def]
