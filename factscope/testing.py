@@ -4,6 +4,7 @@ Usage::
 
     adapter = tiny_adapter("llama")                 # ModelAdapter over a 4-layer random model
     adapter = tiny_adapter("gpt2", tokenizer_kind="metaspace")
+    requests = example_requests(3)                  # EditRequests about facts of the training text
 
 The tokenizer is a small BPE trained in memory on a fixed text, so tests need no
 network. ``"bytelevel"`` mimics GPT-2-style BPE (leading-space tokens, ``Ġ``);
@@ -109,3 +110,20 @@ def tiny_adapter(arch: str, **kwargs: Any) -> ModelAdapter:
     """``ModelAdapter`` over :func:`tiny_model`."""
     model, tokenizer = tiny_model(arch, **kwargs)
     return ModelAdapter(model, tokenizer, name=f"tiny-{arch}")
+
+
+_EXAMPLE_FACTS = [
+    ("The mother tongue of {} is", "Danielle Darrieux", "English", "French"),
+    ("{} plays the sport of", "Michael Jordan", "football", "basketball"),
+    ("The capital of {} is", "Italy", "Paris", "Rome"),
+    ("{} was born in", "Barack Obama", "Berlin", "Honolulu"),
+]
+
+
+def example_requests(n: int = 3, *, with_true: bool = True) -> list[Any]:
+    """The first ``n`` (≤ 4) edit requests about facts of the tiny tokenizer's training text."""
+    from factscope.edit.request import EditRequest
+
+    if not 1 <= n <= len(_EXAMPLE_FACTS):
+        raise ValueError(f"n must be 1..{len(_EXAMPLE_FACTS)}")
+    return [EditRequest(p, s, new, true if with_true else None) for p, s, new, true in _EXAMPLE_FACTS[:n]]

@@ -15,6 +15,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A fresh FACTSCOPE_CACHE per test (covariances, contexts, value checkpoints)."""
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 @pytest.fixture(params=TINY_ARCHITECTURES)
 def any_tiny(request: pytest.FixtureRequest):
     """A fresh tiny adapter of each supported architecture."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from factscope.edit import covariance as cov
+from factscope.edit.cache_files import write_tagged
 from factscope.edit.corpus import TextFileCorpus
 from factscope.edit.covariance import StatKey, key_second_moment, key_second_moments
 from factscope.hooks import Site, SiteTrace
@@ -92,7 +93,7 @@ def test_corrupt_cache_file_is_recomputed(adapter, corpus_file, tmp_path, damage
     elif damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     else:
-        cov._write_atomic(path, {"mom2": torch.eye(good.shape[0], dtype=torch.float64)}, {"key": {"other": 1}, "count": 150})
+        write_tagged(path, {"mom2": torch.eye(good.shape[0], dtype=torch.float64)}, {"key": {"other": 1}, "count": 150})
     with pytest.warns(UserWarning):
         again = key_second_moment(adapter, 2, **kwargs)
     torch.testing.assert_close(again, good)

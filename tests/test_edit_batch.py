@@ -8,19 +8,11 @@ import torch
 from factscope.edit import EditRequest, edit
 from factscope.edit.keys import site_at_lookup
 from factscope.hooks import Site
-from factscope.testing import tiny_adapter
+from factscope.testing import example_requests, tiny_adapter
 
 FAST = dict(context_lengths=[[3, 2]], v_steps=4, mom2_n_tokens=64)
-REQS = [
-    EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French"),
-    EditRequest("{} plays the sport of", "Michael Jordan", "football", "basketball"),
-    EditRequest("The capital of {} is", "Italy", "Paris", "Rome"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+REQS = example_requests(3)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def _state(adapter):

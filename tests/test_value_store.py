@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from factscope.edit import EditRequest, checkpoint_values, edit
-from factscope.testing import tiny_adapter
+from factscope.edit import checkpoint_values, edit
+from factscope.testing import example_requests, tiny_adapter
 
 FAST = dict(context_lengths=[[3, 1]], v_steps=3, mom2_n_tokens=64, value_chunk=2)
-REQS = [
-    EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French"),
-    EditRequest("{} plays the sport of", "Michael Jordan", "football", "basketball"),
-    EditRequest("The capital of {} is", "Italy", "Paris", "Rome"),
-    EditRequest("{} was born in", "Barack Obama", "Berlin", "Honolulu"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+REQS = example_requests(4)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def _equal(a, b) -> bool:

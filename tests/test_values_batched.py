@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from factscope.edit import EditRequest
 from factscope.edit.hparams import EditHyperParams
 from factscope.edit.values import optimize_values
-from factscope.testing import tiny_adapter
+from factscope.testing import example_requests, tiny_adapter
 
-REQS = [
-    EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English"),
-    EditRequest("{} plays the sport of", "Michael Jordan", "football"),
-    EditRequest("The capital of {} is", "Italy", "Paris"),
-]
+REQS = example_requests(3, with_true=False)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gptj", "gpt_neox"])

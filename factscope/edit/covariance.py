@@ -20,9 +20,7 @@ generation pass and nothing more.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -30,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from factscope.edit.cache_files import read_tagged, write_tagged
 from factscope.edit.corpus import GeneratedCorpus, TextFileCorpus, corpus_from
 from factscope.edit.generate import sample_token_ids
 from factscope.hooks import Site, SiteTrace
@@ -72,30 +69,9 @@ def _dtype(name: str) -> torch.dtype:
 
 
 # ----------------------------------------------------------------- cache files
-def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"factscope": json.dumps(meta)})
-    os.replace(tmp, path)
-
-
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """Tensors and metadata of a cache file, or ``None`` when it is absent or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["factscope"])
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        return tensors, meta
-    except Exception as err:  # truncated, garbage, wrong format: all mean "recompute"
-        warnings.warn(f"Ignoring unreadable statistics file {path} ({err}); recomputing.", stacklevel=3)
-        return None
-
-
 def load_cached(key: StatKey, d: int, root: Path | None = None) -> torch.Tensor | None:
     """The cached ``E[k kᵀ]`` for ``key`` if a valid file exists, else ``None``."""
-    found = _read(key.path(root))
+    found = read_tagged(key.path(root), "statistics file")
     if found is None:
         return None
     tensors, meta = found
@@ -234,7 +210,7 @@ def _compute(
     partial = _partial_path(keys, root) if keys else None
     batches_done = 0
     if partial is not None:
-        found = _read(partial)
+        found = read_tagged(partial, "statistics file")
         if found is not None:
             tensors, meta = found
             if meta.get("keys") == {str(l): asdict(k) for l, k in keys.items()}:
@@ -247,7 +223,7 @@ def _compute(
     def checkpoint() -> None:
         if partial is not None and acc.count > 0 and not acc.full:
             meta = {"keys": {str(l): asdict(k) for l, k in keys.items()}, "count": acc.count, "batches_done": batches_done}
-            _write_atomic(partial, {f"sum.{l}": s for l, s in acc.sums.items()}, meta)
+            write_tagged(partial, {f"sum.{l}": s for l, s in acc.sums.items()}, meta)
 
     bar = tqdm(total=n_tokens, initial=acc.count, desc=f"key covariance {site_kind} layers {layers}", unit="tok",
                disable=not progress, leave=False)
@@ -287,7 +263,7 @@ def _compute(
     result = {l: acc.sums[l] / acc.count for l in layers}
     if keys:
         for layer in layers:
-            _write_atomic(keys[layer].path(root), {"mom2": result[layer]}, {"key": asdict(keys[layer]), "count": acc.count})
+            write_tagged(keys[layer].path(root), {"mom2": result[layer]}, {"key": asdict(keys[layer]), "count": acc.count})
         if partial is not None and partial.exists():
             partial.unlink()
     return result

@@ -19,7 +19,6 @@ import contextlib
 import contextvars
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
+from factscope.edit.cache_files import read_tagged, write_tagged
 from factscope.edit.request import EditRequest
 
 _ACTIVE: contextvars.ContextVar["ValueStore | None"] = contextvars.ContextVar("factscope_value_store", default=None)
@@ -60,35 +58,30 @@ class ValueStore:
 
     def load(self, key: str, kinds: Sequence[str], n: int) -> dict[str, Any] | None:
         """``{"init", "delta", "nll", "steps"}`` of a finished chunk, or ``None``."""
-        path = self.path(key)
-        if not path.is_file():
+        found = read_tagged(self.path(key), "value checkpoint")
+        if found is None:
             return None
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = json.loads((handle.metadata() or {})["factscope"])
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-            init = {k: tensors[f"init.{k}"] for k in kinds}
-            delta = {k: tensors[f"delta.{k}"] for k in kinds}
-            ok = meta.get("key") == key and all(t.shape[0] == n and bool(torch.isfinite(t).all())
-                                                for t in [*init.values(), *delta.values()])
-            if ok and len(meta["nll"]) == n and len(meta["steps"]) == n:
-                return {"init": init, "delta": delta, "nll": meta["nll"], "steps": meta["steps"]}
-        except Exception as err:  # truncated or foreign file: recompute the chunk
-            warnings.warn(f"Ignoring unreadable value checkpoint {path} ({err}); recomputing.", stacklevel=2)
+        tensors, meta = found
+        init = {k: tensors.get(f"init.{k}") for k in kinds}
+        delta = {k: tensors.get(f"delta.{k}") for k in kinds}
+        parts = [*init.values(), *delta.values()]
+        ok = (
+            meta.get("key") == key
+            and all(t is not None and t.dim() == 2 and t.shape[0] == n and bool(torch.isfinite(t).all()) for t in parts)
+            and len(meta.get("nll", [])) == n
+            and len(meta.get("steps", [])) == n
+        )
+        if not ok:
+            warnings.warn(f"Value checkpoint {self.path(key)} does not match its key; recomputing.", stacklevel=2)
             return None
-        warnings.warn(f"Value checkpoint {path} does not match its key; recomputing.", stacklevel=2)
-        return None
+        return {"init": init, "delta": delta, "nll": meta["nll"], "steps": meta["steps"]}
 
     def save(self, key: str, init: dict[str, torch.Tensor], delta: dict[str, torch.Tensor],
              nll: list[float], steps: list[int]) -> None:
-        """Write a finished chunk atomically (a crash never leaves a half-written file under the final name)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.path(key)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tensors = {f"init.{k}": v.contiguous() for k, v in init.items()}
-        tensors.update({f"delta.{k}": v.contiguous() for k, v in delta.items()})
-        save_file(tensors, str(tmp), metadata={"factscope": json.dumps({"key": key, "nll": nll, "steps": steps})})
-        os.replace(tmp, path)
+        """Write a finished chunk (atomically)."""
+        tensors = {f"init.{k}": v for k, v in init.items()}
+        tensors.update({f"delta.{k}": v for k, v in delta.items()})
+        write_tagged(self.path(key), tensors, {"key": key, "nll": nll, "steps": steps})
 
 
 @contextlib.contextmanager
