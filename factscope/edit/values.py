@@ -16,7 +16,8 @@ prompt; Adam minimises
 
 with ‖δ‖ clamped to ``clamp_norm_factor · ‖h‖`` (h = the unedited value at the bare
 prompt). Requests are optimised together (their losses add, so their gradients are
-independent); one whose NLL falls below ``early_stop_nll`` is frozen. Logits are
+independent); one whose NLL falls below ``early_stop_nll`` is frozen and its rows
+leave the batch (``SuffixRunner.keep_rows``), so finished requests cost nothing more. Logits are
 computed only at target positions, from the last layer's hidden state.
 """
 
