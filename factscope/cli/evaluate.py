@@ -50,7 +50,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed for sampling and R-Specificity relation choice.")] = 0,
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
     group: Annotated[int, typer.Option("--group", min=1, help="Single mode: cases whose edits are computed together "
-                                       "(ROME, RETS; same edits, faster). Each case is still evaluated alone.")] = 1,
+                                       "(ROME, RETS; same edits; helps on GPUs, not on a small CPU). Each case is still evaluated alone.")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 helps on a busy machine).")] = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
