@@ -143,3 +143,13 @@ def test_too_small_corpus_and_bad_layer_raise(adapter, corpus_file, tmp_path) ->
         key_second_moment(adapter, 1, corpus=corpus_file, n_tokens=10**6, root=tmp_path, progress=False)
     with pytest.raises(ValueError, match="out of range"):
         key_second_moment(adapter, 9, corpus=corpus_file, n_tokens=10, root=tmp_path, progress=False)
+
+
+def test_sampled_texts_fit_the_models_position_table(tmp_path) -> None:
+    """seq_len longer than GPT-2's position table (128 here) is capped instead of indexing past it."""
+    gpt2 = tiny_adapter("gpt2")
+    assert gpt2.max_positions == 128
+    with pytest.warns(UserWarning, match="below the key dimension"):
+        C = key_second_moment(gpt2, 1, n_tokens=100, seq_len=400, batch_size=1, root=tmp_path, progress=False)
+    assert torch.isfinite(C).all()
+    assert list(tmp_path.rglob("*-ctx127.safetensors"))

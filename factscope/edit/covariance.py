@@ -157,7 +157,15 @@ def key_second_moments(
         raise ValueError("n_tokens must be > 0, seq_len >= 2 and batch_size > 0.")
     acc_dtype = _dtype(dtype)
     corpus_obj = corpus_from(corpus)
+    if adapter.max_positions is not None:  # sampled texts take seq_len + 1 positions (start token)
+        seq_len = max(2, min(seq_len, adapter.max_positions - 1))
     d = adapter.weight(site_kind, layers[0]).matrix.shape[1]
+    if n_tokens < d:
+        warnings.warn(
+            f"n_tokens={n_tokens} is below the key dimension {d}: E[k kᵀ] is singular and the edit's "
+            f"closed-form update ill-determined. Use several times {d} tokens (mom2_n_tokens).",
+            stacklevel=2,
+        )
     keys = {l: StatKey(adapter.fingerprint, site_kind, l, corpus_obj.fingerprint, int(n_tokens), dtype, int(seq_len)) for l in layers}
     result: dict[int, torch.Tensor] = {}
     if cache:

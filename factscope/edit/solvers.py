@@ -17,12 +17,21 @@ import torch
 
 
 def _solve(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``A⁻¹B`` for symmetric PSD ``A``; a tiny ridge rescues a singular estimate."""
-    try:
-        return torch.linalg.solve(A, B)
-    except RuntimeError:
-        ridge = 1e-8 * A.diagonal().mean().clamp(min=1e-30)
-        return torch.linalg.solve(A + ridge * torch.eye(A.shape[0], dtype=A.dtype, device=A.device), B)
+    """``A⁻¹B`` for symmetric PSD ``A`` by Cholesky; a growing ridge rescues a singular estimate.
+
+    LU (``torch.linalg.solve``) on a singular PSD matrix can return inf/NaN without
+    raising, and different devices then disagree arbitrarily; Cholesky fails loudly
+    instead, and the smallest ridge (from 1e-10 × mean diagonal) that makes it succeed is used.
+    """
+    scale = float(A.diagonal().abs().mean().clamp(min=1e-30))
+    eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+    for ridge in (0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2):
+        factor, info = torch.linalg.cholesky_ex(A + (ridge * scale) * eye if ridge else A)
+        if int(info) == 0:
+            solution = torch.cholesky_solve(B, factor)
+            if bool(torch.isfinite(solution).all()):
+                return solution
+    raise ValueError("The key covariance is not positive semi-definite even with a ridge; recompute it.")
 
 
 def rank_one_update(W: torch.Tensor, C: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -177,6 +177,12 @@ def optimize_values(
     bar = tqdm(range(max(1, hp.v_steps)), desc="value optimisation", disable=not progress, leave=False)
     for step in bar:
         hidden = runner.run(edits)
+        if step == 0 and not all(bool(torch.isfinite(v).all()) for v in init.values()):
+            raise FloatingPointError(
+                f"The unedited model produced non-finite activations at layer {layer} for these prompts "
+                "(padded batches in eager float64 attention do this). Load the model in float32 or with "
+                "attn_implementation='sdpa'."
+            )
         logits = adapter.project_to_vocab(hidden[act.t_rows, act.t_pos]).float()
         token_lp = torch.log_softmax(logits, dim=-1).gather(1, act.t_ids.unsqueeze(1)).squeeze(1)
         # mean per-token NLL per row, then mean over each request's rows

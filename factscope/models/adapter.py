@@ -115,6 +115,16 @@ class ModelAdapter:
         return int(self.mlp_down_weight(0).matrix.shape[1])
 
     @property
+    def max_positions(self) -> int | None:
+        """The longest input the model's position embeddings allow, or ``None`` if unbounded (rotary)."""
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    @property
     def device(self) -> torch.device:
         """Where inputs go: the device of the token embedding (first shard)."""
         return self.embedding.weight.device
