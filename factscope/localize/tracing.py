@@ -294,7 +294,7 @@ def trace_kinds(
     severed: Sequence[str] = (),
     seed: int = 0,
     relation_prefix: bool = False,
-    max_batch_tokens: int = 16384,
+    max_batch_tokens: int | None = None,
     progress: bool = False,
 ) -> dict[str, TraceResult]:
     """Several grids of one prompt sharing the clean and corrupted runs.
@@ -337,7 +337,7 @@ def trace(
     seed: int = 0,
     *,
     relation_prefix: bool = False,
-    max_batch_tokens: int = 16384,
+    max_batch_tokens: int | None = None,
 ) -> TraceResult:
     """One causal-tracing grid (see module docstring); errors come before any forward pass."""
     TraceConfig(corrupt=corrupt, kind=kind, window=window, samples=samples, noise=noise,

@@ -174,6 +174,15 @@ class _Node:
     offset: int
 
 
+def default_batch_tokens(device: torch.device) -> int:
+    """Token rows per decoder-layer call: small enough for a CPU's caches, large for a GPU.
+
+    On the 2-core development CPU, 2,048 rows were 11-21 % faster than 16,384 on three
+    facts of the tracing benchmark (activations of a chunk then stay in cache).
+    """
+    return 2048 if torch.device(device).type == "cpu" else 16384
+
+
 class FastTracer:
     """Clean and corrupted runs of one plan, and batched restoration grids."""
 
@@ -184,11 +193,11 @@ class FastTracer:
         *,
         read_kinds: Sequence[str] = (),
         prefix_reuse: bool = True,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
     ) -> None:
         self.adapter = adapter
         self.plan = plan
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = max_batch_tokens or default_batch_tokens(adapter.device)
         self.clean: CleanRun = clean_run(adapter, plan.input_ids)
         self.corrupted: CorruptedRun = corrupted_run(
             adapter, plan.input_ids, plan.corrupted, plan.noise, plan.target_id,
