@@ -155,10 +155,8 @@ def test_bad_input_errors():
 
 
 @pytest.mark.bundled
-def test_bundled_fast_equals_reference_short_prompt():
-    from factscope.models.loading import load_model
-
-    adapter = load_model().adapter
+def test_bundled_fast_equals_reference_short_prompt(bundled):
+    adapter = bundled
     plan = plan_trace(adapter, "Paris is the capital of", "Paris", None, TraceConfig(samples=2))
     tracer = FastTracer(adapter, plan)
     ref, clean_prob, corrupted_prob = reference_grid(adapter, plan, "mlp", 10)  # window path; ~150 forwards

@@ -116,7 +116,7 @@ class ModelAdapter:
 
     @property
     def max_positions(self) -> int | None:
-        """The longest input the model's position embeddings allow, or ``None`` if unbounded (rotary)."""
+        """The longest input the config allows (``max_position_embeddings`` or GPT-2's ``n_positions``), or ``None``."""
         config = self.model.config
         for name in ("max_position_embeddings", "n_positions", "n_ctx"):
             value = getattr(config, name, None)
