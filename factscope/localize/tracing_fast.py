@@ -177,10 +177,11 @@ class _Node:
 def default_batch_tokens(device: torch.device) -> int:
     """Token rows per decoder-layer call: small enough for a CPU's caches, large for a GPU.
 
-    On the 2-core development CPU, 2,048 rows were 11-21 % faster than 16,384 on three
-    facts of the tracing benchmark (activations of a chunk then stay in cache).
+    On the 2-core development CPU, 1,024-2,048 rows were 9-24 % faster than 16,384 on
+    three facts of the tracing benchmark (a chunk's activations then stay in cache);
+    1,024 was best on the longest prompt (19 tokens), within 4 % of 2,048 on the others.
     """
-    return 2048 if torch.device(device).type == "cpu" else 16384
+    return 1024 if torch.device(device).type == "cpu" else 16384
 
 
 class FastTracer:
