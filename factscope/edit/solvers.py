@@ -24,9 +24,9 @@ def _solve(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     instead, and the smallest ridge (from 1e-10 × mean diagonal) that makes it succeed is used.
     """
     scale = float(A.diagonal().abs().mean().clamp(min=1e-30))
-    eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
     for ridge in (0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2):
-        factor, info = torch.linalg.cholesky_ex(A + (ridge * scale) * eye if ridge else A)
+        ridged = A.diagonal_scatter(A.diagonal() + ridge * scale) if ridge else A
+        factor, info = torch.linalg.cholesky_ex(ridged)
         if int(info) == 0:
             solution = torch.cholesky_solve(B, factor)
             if bool(torch.isfinite(solution).all()):
