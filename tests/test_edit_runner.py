@@ -10,12 +10,12 @@ from factscope.edit.runner import SuffixRunner
 from factscope.hooks import Site, SiteTrace
 
 
+@pytest.mark.parametrize("split", [[3, 7, 2, 5], [3, 0, 2, 5]], ids=["prefixes", "one-row-without-prefix"])
 @pytest.mark.parametrize("reuse_prefix,reuse_lower", [(True, True), (True, False), (False, True)])
-def test_runner_matches_full_forward(any_tiny, reuse_prefix, reuse_lower) -> None:
+def test_runner_matches_full_forward(any_tiny, reuse_prefix, reuse_lower, split) -> None:
     adapter = any_tiny
     g = torch.Generator().manual_seed(0)
     seqs = [torch.randint(3, 300, (n,), generator=g).tolist() for n in (9, 14, 6, 11)]
-    split = [3, 7, 2, 5]
     last = Site("resid", adapter.n_layers - 1)
     site = Site("mlp", 2)
     delta = torch.randn(adapter.d_model, generator=g)
@@ -34,6 +34,7 @@ def test_runner_matches_full_forward(any_tiny, reuse_prefix, reuse_lower) -> Non
         adapter.model(input_ids=ids, attention_mask=mask)
     reference = trace[last]
     runner = SuffixRunner(adapter, seqs, split, start_layer=2, reuse_prefix=reuse_prefix, reuse_lower_layers=reuse_lower)
+    assert runner.split == (split if reuse_prefix else [0] * len(split))
     hidden = runner.run({site: add([runner.suffix_index(r, p) for r, p in enumerate(split)])})
     for row, seq in enumerate(seqs):
         s = runner.split[row]

@@ -84,7 +84,9 @@ class SuffixRunner:
         device = adapter.device
         self._position_ids = _accepts(self.model, "position_ids")
         self._logits_to_keep = _accepts(self.model, "logits_to_keep")
-        use_prefix = reuse_prefix and all(s >= 1 for s in split)
+        # A row whose edited token is its first (a one-token subject in "{} is a") has no
+        # prefix; it is an all-padding row of the prefix cache, masked out like left padding.
+        use_prefix = reuse_prefix and any(s >= 1 for s in split)
         self.split = [int(s) if use_prefix else 0 for s in split]
         self.cache = None
         prefix_mask = torch.zeros((len(seqs), 0), dtype=torch.long)
