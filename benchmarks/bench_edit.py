@@ -4,6 +4,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_edit.py                 # sizes 100 and 1000
     python benchmarks/bench_edit.py --sizes 10,100 --skip-batch       # choose what to run
+    python benchmarks/bench_edit.py --device cuda                     # on a GPU
 
 Prints, in one run:
 * seconds per single ROME and RETS edit with the key covariance already cached, beside the
@@ -177,14 +178,15 @@ def main() -> None:
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--skip-covariance", action="store_true")
     parser.add_argument("--cov-tokens", type=int, default=1024)
+    parser.add_argument("--device", default=None, help="e.g. cuda (default: the CPU).")
     args = parser.parse_args()
     if not EDIT_FILE.is_file() or not CORPUS.is_file():
         raise SystemExit(f"Needs {EDIT_FILE} and {CORPUS} (the shared data folder).")
     from factscope.models import load_model
 
-    adapter = load_model().adapter
+    adapter = load_model(device=args.device).adapter
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"model {adapter.name}; torch threads {torch.get_num_threads()}; load average {load:.1f}; corpus {CORPUS.name}", flush=True)
+    print(f"model {adapter.name} on {adapter.device}; torch threads {torch.get_num_threads()}; load average {load:.1f}; corpus {CORPUS.name}", flush=True)
     if not args.skip_single:
         bench_single(adapter, CORPUS, args.reps, not args.no_compare, args.group)
     if not args.skip_batch:

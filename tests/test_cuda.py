@@ -13,6 +13,7 @@ import torch
 
 from factscope.edit import EditRequest, WeightDelta, edit, edit_each
 from factscope.edit.covariance import key_second_moment
+from factscope.edit.runner import SuffixRunner
 from factscope.localize.tracing import trace_kinds
 from factscope.models.adapter import ModelAdapter
 from factscope.testing import tiny_adapter
@@ -80,6 +81,21 @@ def test_covariance_matches_cpu(arch) -> None:
     ref = key_second_moment(cpu, 2, n_tokens=256, cache=False, progress=False)
     out = key_second_moment(gpu, 2, n_tokens=256, cache=False, progress=False)
     assert out.dtype == torch.float64 and _rel(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox"])
+def test_runner_with_a_prefixless_row_matches_cpu(arch) -> None:
+    """A row with no prefix (a one-token subject in "{} is a") is all padding in the KV cache;
+    the GPU's attention kernels must mask it out as the CPU's do, without NaN."""
+    cpu, gpu = _pair(arch)
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(3, 300, (n,), generator=g).tolist() for n in (9, 14, 6, 11)]
+    split = [3, 0, 2, 5]
+    ref, out = (SuffixRunner(a, seqs, split, start_layer=2).run() for a in (cpu, gpu))
+    assert torch.isfinite(out).all()
+    for row, seq in enumerate(seqs):
+        n = len(seq) - split[row]
+        assert torch.allclose(out[row, :n].cpu(), ref[row, :n], atol=1e-4), row
 
 
 @pytest.mark.parametrize("editor", sorted(EDITS))
