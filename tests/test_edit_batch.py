@@ -98,3 +98,23 @@ def test_batch_editor_validates_all_requests_first(monkeypatch) -> None:
         edit(adapter, [*REQS, EditRequest("no slot", "x", "y")], editor="memit", layers=[1, 2], **FAST)
     with pytest.raises(ValueError, match="out of range"):
         edit(adapter, REQS, editor="memit", layers=[1, 9], **FAST)
+
+
+def test_value_chunk_zero_is_chosen_for_the_device() -> None:
+    from factscope.edit.memit import MEMITHyperParams, default_value_chunk
+
+    assert MEMITHyperParams().value_chunk == 0
+    assert default_value_chunk("cpu", 576, 30) == 16
+    assert default_value_chunk("cuda", 576, 30) == 128  # SmolLM2-135M
+    assert default_value_chunk("cuda", 1600, 48) == 28  # GPT-2 XL
+    assert default_value_chunk("cuda", 4096, 32) == 16  # Llama-2-7B
+    with pytest.raises(ValueError, match="value_chunk"):
+        MEMITHyperParams(value_chunk=-1).validate()
+
+
+def test_chunking_does_not_change_the_values() -> None:
+    """Requests are independent, so the value chunk is a speed knob only."""
+    adapter = tiny_adapter("llama")
+    deltas = [edit(adapter, REQS, editor="memit", layers=[1, 2], value_chunk=c, **FAST) for c in (1, 0)]
+    for a, b in zip(deltas[0].entries, deltas[1].entries):
+        torch.testing.assert_close(a.dense(), b.dense(), rtol=1e-4, atol=1e-6)
