@@ -77,3 +77,22 @@ def test_no_checkpoints_outside_the_block(tmp_path) -> None:
         pass
     edit(adapter, REQS[:2], editor="memit", layers=[1, 2], **FAST)
     assert not (tmp_path / "values").exists()
+
+
+def test_default_chunk_reuses_checkpoints_of_the_same_explicit_size(tmp_path, monkeypatch) -> None:
+    """value_chunk=0 resolves to 16 on a CPU; checkpoints made with an explicit 16 are reused."""
+    adapter = tiny_adapter("llama")
+    settings = {**FAST, "value_chunk": 16}
+    folder = tmp_path / "values"
+    with checkpoint_values(folder):
+        first = edit(adapter, REQS, editor="memit", layers=[1, 2], **settings)
+
+    import factscope.edit.memit as memit_mod
+
+    real = memit_mod.optimize_values
+    calls = []
+    monkeypatch.setattr(memit_mod, "optimize_values", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    with checkpoint_values(folder):
+        again = edit(adapter, REQS, editor="memit", layers=[1, 2], **{**settings, "value_chunk": 0})
+    assert calls == []
+    assert _equal(again, first)

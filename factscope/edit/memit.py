@@ -101,10 +101,13 @@ def chunked_values(adapter: ModelAdapter, requests: Sequence[EditRequest], layer
     """
     chunk = getattr(hparams, "value_chunk", 0) or default_value_chunk(adapter.device, adapter.d_model, adapter.n_layers)
     store = active_store()
+    # Checkpoints are keyed by the chunk size actually used, so "0 = 16 on a CPU" and an
+    # explicit 16 share them (including checkpoints written before 0 became the default).
+    settings = {**hparams.to_dict(), "value_chunk": chunk}
     parts = []
     for start in tqdm(range(0, len(requests), chunk), desc="values", disable=not progress or len(requests) <= chunk, leave=False):
         part = requests[start : start + chunk]
-        key = value_key(adapter.fingerprint, part, layer, kinds, contexts, hparams.to_dict()) if store else ""
+        key = value_key(adapter.fingerprint, part, layer, kinds, contexts, settings) if store else ""
         saved = store.load(key, kinds, len(part)) if store else None
         if saved is not None:
             parts.append(ValueResult(layer=layer, **saved))
