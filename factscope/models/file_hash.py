@@ -1,0 +1,54 @@
+"""SHA-256 of large files, memoised by file identity so a second call is instant.
+
+Usage::
+
+    from factscope.models.file_hash import file_sha256
+    digest = file_sha256("model.gguf", memo="/tmp/hashes.json")   # later calls read the memo
+
+The memo (a JSON file; factscope keeps ``cache_dir()/file-hashes.json``) maps a file's resolved path, size and
+modification time to its digest; a file that changes gets hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+_CHUNK = 1 << 22
+
+
+def _identity(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _read_memo(memo: Path) -> dict[str, str]:
+    try:
+        data = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged memo: hashes are recomputed, nothing is trusted from it
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def file_sha256(path: str | Path, memo: str | Path) -> str:
+    """Hex SHA-256 of ``path``'s bytes, memoised in the JSON file ``memo`` by (resolved path, size, mtime)."""
+    path = Path(path)
+    memo_file = Path(memo)
+    memo = _read_memo(memo_file)
+    key = _identity(path)
+    if key in memo:
+        return memo[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    memo[key] = digest.hexdigest()
+    memo_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=memo_file.name + ".", dir=memo_file.parent)
+    with os.fdopen(fd, "w") as out:
+        json.dump(memo, out)
+    os.replace(tmp, memo_file)
+    return memo[key]
