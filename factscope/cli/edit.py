@@ -136,11 +136,17 @@ def edit_cmd(
     other: Annotated[list[str], typer.Option("--other", help="A prompt about the subject under another relation (repeatable; '{}' = subject).")] = [],  # noqa: B006
     save: Annotated[Optional[Path], typer.Option("--save", help="Write the delta as safetensors.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    probe: Annotated[str, typer.Option("--probe", help="Side-effect probe after the edit: warn (print it, flag a destructive "
+                                                       "edit), strict (refuse a destructive edit: exit 1, nothing saved) or off.")] = "warn",
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Edit one fact and show predictions before/after on the prompt, paraphrases and other relations."""
     from factscope.edit import EditRequest, EditRequestError, edit
+    from factscope.edit.probe import EditSideEffectError, SideEffectReport
 
+    if probe not in ("warn", "strict", "off"):
+        fail(f"--probe must be warn, strict or off, not {probe!r}.")
+        return
     overrides = _parse_sets(sets)
     adapter = load_adapter(model)
     if layer is not None:
@@ -150,7 +156,11 @@ def edit_cmd(
         request.validate(adapter)
         probes = probes_for(subject, prompt, paraphrase, other, [])
         before = measure(adapter, probes, target, target_true)
-        delta = edit(adapter, [request], editor=editor, hparams=hparams, corpus=corpus, progress=not as_json, **overrides)
+        delta = edit(adapter, [request], editor=editor, hparams=hparams, corpus=corpus, progress=not as_json,
+                     probe="record" if probe == "warn" else probe, **overrides)
+    except EditSideEffectError as err:
+        typer.echo(f"error: {err} Nothing was saved (--probe strict).", err=True)
+        raise typer.Exit(1) from None
     except (EditRequestError, ValueError, TypeError) as err:
         fail(str(err))
         return
@@ -166,6 +176,9 @@ def edit_cmd(
     layers = sorted({e.layer for e in delta.entries})
     typer.echo(f"{editor.upper()} on {adapter.name}: {request.filled!r} → {target!r} (layers {layers})")
     print_comparison(before, after, target)
+    if "side_effects" in delta.metadata:
+        typer.echo(SideEffectReport(**{k: v for k, v in delta.metadata["side_effects"].items()
+                                       if k not in ("wrecked", "perplexity_ratio")}).summary())
     if save is not None:
         typer.echo(f"delta saved to {save}")
 

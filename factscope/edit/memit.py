@@ -157,12 +157,19 @@ def spread_updates(
         for i, layer in enumerate(tqdm(layers, desc="layers", disable=not progress, leave=False)):
             key_sites = {weight_of[k]: Site(weight_of[k], layer) for k in targets}
             keys = site_at_lookup(adapter, requests, list(key_sites.values()), lookup="subject_last", contexts=contexts)
-            current = site_at_lookup(adapter, requests, [Site(k, top) for k in targets], lookup="subject_last")
+            post_normed = "resid" in targets and adapter.post_norm("mlp", layer) is not None
+            read = [Site(k, top) for k in targets] + ([Site("mlp", layer)] if post_normed else [])
+            current = site_at_lookup(adapter, requests, read, lookup="subject_last")
             step_entries = []
             for kind, z in targets.items():
                 residual = z - current[Site(kind, top)]  # [n, d_out]
                 left = len(layers) - i
                 residual = residual / (math.sqrt(left) if spread == "sqrt" else left)
+                if kind == "resid" and post_normed:
+                    # The residual receives post_norm(MLP output): ask the MLP for the output whose
+                    # normed image adds this residual, not for the residual itself (Gemma-2/3).
+                    m = current[Site("mlp", layer)]
+                    residual = adapter.site_value_for_residual_change("mlp", layer, m, residual) - m
                 wkind = weight_of[kind]
                 K = keys[key_sites[wkind]]  # [n, d_in]
                 U, V = least_squares_update(residual.T, K.T, covariances[(wkind, layer)], lam)

@@ -15,7 +15,9 @@ prompt; Adam minimises
     + v_weight_decay · ‖δ‖² / ‖h‖²
 
 with ‖δ‖ clamped to ``clamp_norm_factor · ‖h‖`` (h = the unedited value at the bare
-prompt). Requests are optimised together (their losses add, so their gradients are
+prompt). ``v_lr`` is an absolute step, or (``v_lr_units="rms"``) a step in units of
+RMS(h), which keeps the optimisation alike on models whose activations differ in scale
+by orders of magnitude. Requests are optimised together (their losses add, so their gradients are
 independent); one whose NLL falls below ``early_stop_nll`` is frozen and its rows
 leave the batch (``SuffixRunner.keep_rows``), so finished requests cost nothing more. Logits are
 computed only at target positions, from the last layer's hidden state.
@@ -154,17 +156,26 @@ def optimize_values(
     act = _Active.build(rows, list(range(len(rows))), runner, n, device)
     bare = [next(i for i, r in enumerate(rows) if r.targets and r.request == q) for q in range(n)]  # context 0 of each request
 
-    deltas = {k: torch.zeros(n, adapter.d_model, device=device, dtype=torch.float32, requires_grad=True) for k in kinds}
+    # Adam moves θ; δ = unit · θ. With v_lr_units="rms" the unit is the RMS of each request's unedited
+    # value, so v_lr is a relative step: an absolute step of 0.5 is 4 RMS on Gemma-3's pre-norm MLP
+    # output (RMS ≈ 0.05-0.13) and 0.005 RMS on its residual stream (RMS ≈ 100).
+    thetas = {k: torch.zeros(n, adapter.d_model, device=device, dtype=torch.float32, requires_grad=True) for k in kinds}
+    units: dict[str, torch.Tensor] = {}
     init: dict[str, torch.Tensor] = {}
-    optimizer = torch.optim.Adam(list(deltas.values()), lr=hp.v_lr)
+    optimizer = torch.optim.Adam(list(thetas.values()), lr=hp.v_lr)
+
+    def delta_of(kind: str) -> torch.Tensor:
+        return thetas[kind] * units[kind]
 
     def make_edit(kind: str):
         def edit(_site: Site, x: torch.Tensor) -> torch.Tensor:
             if kind not in init:  # first pass (all rows, δ = 0): record the unedited values at the bare prompt
                 init[kind] = x[torch.tensor(bare, device=x.device), act.lookup_pos[bare]].detach().float().clone()
+                units[kind] = (init[kind].pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-12)
+                               if hp.v_lr_units == "rms" else torch.ones(n, 1, device=x.device))
             x = x.clone()
             rows_ = torch.arange(x.shape[0], device=x.device)
-            x[rows_, act.lookup_pos] = x[rows_, act.lookup_pos] + deltas[kind][act.owner].to(x.dtype)
+            x[rows_, act.lookup_pos] = x[rows_, act.lookup_pos] + delta_of(kind)[act.owner].to(x.dtype)
             return x
 
         return edit
@@ -203,24 +214,24 @@ def optimize_values(
             kl = (kl_logp.exp() * (kl_logp - kl_init[act.kl_which])).sum(-1)  # KL(edited ‖ original) per request
             loss = loss + hp.kl_factor * torch.zeros(n, device=device).index_add(0, act.kl_owner, kl).sum()
         for kind in kinds:
-            ratio = deltas[kind].pow(2).sum(1) / init[kind].pow(2).sum(1).clamp(min=1e-12)
+            ratio = delta_of(kind).pow(2).sum(1) / init[kind].pow(2).sum(1).clamp(min=1e-12)
             loss = loss + hp.v_weight_decay * ratio.sum()
         if progress:
             bar.set_postfix(nll=float(nll.detach()[~done].mean()) if not bool(done.all()) else 0.0, done=int(done.sum()))
         if bool(done.all()) or step == hp.v_steps - 1 or hp.v_steps == 0:
             break
-        frozen = {k: v.detach()[done].clone() for k, v in deltas.items()}
+        frozen = {k: v.detach()[done].clone() for k, v in thetas.items()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         steps[~done.cpu()] += 1
         with torch.no_grad():
-            for kind, delta in deltas.items():
-                delta[done] = frozen[kind]  # Adam momentum must not move finished requests
+            for kind, theta in thetas.items():
+                theta[done] = frozen[kind]  # Adam momentum must not move finished requests
                 max_norm = hp.clamp_norm_factor * init[kind].norm(dim=1)
-                norm = delta.norm(dim=1)
+                norm = delta_of(kind).norm(dim=1)
                 scale = torch.where(norm > max_norm, max_norm / norm.clamp(min=1e-12), torch.ones_like(norm))
-                delta.mul_(scale.unsqueeze(1))
+                theta.mul_(scale.unsqueeze(1))
         if bool(newly.any()):  # finished requests' rows no longer need running; the others are unaffected
             keep = [j for j, i in enumerate(act.rows) if not bool(done[rows[i].request])]
             if runner.keep_rows(keep):
@@ -229,7 +240,7 @@ def optimize_values(
     return ValueResult(
         layer=layer,
         init={k: v.cpu() for k, v in init.items()},
-        delta={k: v.detach().cpu() for k, v in deltas.items()},
+        delta={k: delta_of(k).detach().cpu() for k in kinds},
         nll=final_nll.tolist(),
         steps=steps.tolist(),
     )

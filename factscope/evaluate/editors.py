@@ -53,6 +53,8 @@ def named_editor(name: str, hparams: str | Path | Any | None = None, **overrides
         raise UnknownEditorError(f"Unknown editor {name!r}; available: {', '.join(names)}.")
     from factscope.edit import edit  # type: ignore[attr-defined]
 
+    overrides.setdefault("probe", "record")  # each case's record keeps the side-effect probe, without warnings
+
     def run(adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta:
         return edit(adapter, requests, editor=name, hparams=hparams, **overrides)
 

@@ -37,6 +37,7 @@ from factscope.datasets.records import Case, EditCase, ZsreCase
 from factscope.datasets.relations import RELATIONS
 from factscope.datasets.supplements import relation_requests
 from factscope.edit.delta import WeightDelta
+from factscope.edit.probe import side_effect_summary
 from factscope.edit.request import EditRequest
 from factscope.edit.value_store import checkpoint_values
 from factscope.evaluate.editors import EditorFn
@@ -148,7 +149,8 @@ class _Evaluator:
         self.generation = GenerationConfig(**config.generation_config) if config.generation else None
         self.new = 0
 
-    def record(self, perspective: str, index: int, case: Case, *, edit_seconds: float | None, error: str | None = None) -> None:
+    def record(self, perspective: str, index: int, case: Case, *, edit_seconds: float | None, error: str | None = None,
+               delta: WeightDelta | None = None) -> None:
         base = {
             "perspective": perspective,
             "index": index,
@@ -157,6 +159,8 @@ class _Evaluator:
             "kind": case.kind,
             "edit_seconds": edit_seconds,
         }
+        if delta is not None and "side_effects" in delta.metadata:
+            base["side_effects"] = side_effect_summary(delta.metadata["side_effects"])
         if error is None:
             start = time.perf_counter()
             sup: CaseSupplement = self.supplements[case.case_id]
@@ -284,7 +288,7 @@ def _run_single(adapter, cases, editor, perspective, pending, ev: _Evaluator, gr
                 ev.record(perspective, i, cases[i], edit_seconds=seconds, error=error)
                 continue
             with delta.applied(adapter):
-                ev.record(perspective, i, cases[i], edit_seconds=seconds)
+                ev.record(perspective, i, cases[i], edit_seconds=seconds, delta=delta)
 
 
 def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator, folder: Path, size) -> None:  # type: ignore[no-untyped-def]
@@ -305,7 +309,7 @@ def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator
             continue
         with delta.applied(adapter):
             for i in todo:
-                ev.record(perspective, i, cases[i], edit_seconds=per_case)
+                ev.record(perspective, i, cases[i], edit_seconds=per_case, delta=delta)
 
 
 def _run_sequential(adapter, cases, editor, perspective, pending, ev: _Evaluator, folder: Path) -> None:  # type: ignore[no-untyped-def]

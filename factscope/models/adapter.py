@@ -178,6 +178,39 @@ class ModelAdapter:
             return self.attn_out_weight(layer)
         raise ValueError(f"No editable weight behind site kind {site_kind!r}.")
 
+    # ------------------------------------------------------------ post-norms
+    def post_norm(self, kind: str, layer: int) -> nn.Module | None:
+        """The norm between site ``kind`` ("attn" or "mlp") of ``layer`` and the residual stream, or ``None``."""
+        path = {"attn": self.spec.attn_post_norm, "mlp": self.spec.mlp_post_norm}[kind]
+        return None if path is None else _get_submodule(self.layers[self.check_layer(layer)], path)
+
+    def site_value_for_residual_change(self, kind: str, layer: int, value: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        """The value of site ``kind`` that adds ``change`` to the residual stream where it now adds f(``value``).
+
+        Without a post-norm, f is the identity and the answer is ``value + change``. With
+        an RMS post-norm f(m) = g ⊙ m / rms(m) (Gemma-2/3), which is scale-invariant:
+        the residual can only receive vectors y with rms(y / g) = 1. The answer is then
+        the pre-norm vector, of ``value``'s RMS, pointing along (f(value) + change) / g,
+        whose image is f(value) + change rescaled onto that set; callers that re-measure
+        the residual afterwards (MEMIT's layer loop) correct the rest. Rows are
+        independent: ``value`` and ``change`` are ``[n, d_model]``.
+        """
+        norm = self.post_norm(kind, layer)
+        if norm is None:
+            return value + change
+        with torch.no_grad():
+            param = next(norm.parameters())
+            x = value.to(param.dtype)
+            # The gain g (1 + w on Gemma) read from the module itself: f(c·1) = g for large c.
+            gain = norm(torch.full((1, x.shape[-1]), 1e3, dtype=param.dtype, device=param.device))[0].to(torch.float64)
+            value64, change64 = value.to(torch.float64), change.to(torch.float64)
+            wanted = norm(x).to(torch.float64) + change64.to(value64.device)
+            live = gain.abs() > 1e-3 * gain.abs().max()  # coordinates the norm can still move
+            rms = value64.pow(2).mean(-1, keepdim=True).sqrt()
+            direction = torch.where(live, wanted / torch.where(live, gain, torch.ones_like(gain)), value64 / rms)
+            target = direction * (rms / direction.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-30))
+        return target.to(value.dtype)
+
     # --------------------------------------------------------- vocabulary lens
     @property
     def logit_softcap(self) -> float | None:

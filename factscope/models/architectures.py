@@ -39,6 +39,10 @@ class ArchitectureSpec:
     logit_softcap_attr: str | None = None  # config attribute holding a final soft-cap
     flat_mlp: bool = False  # MLP sees [batch*tokens, d] (OPT); sites are reshaped to [batch, tokens, d]
     default_edit_layer_fraction: float = 0.25  # ROME-style early-middle layer
+    # RMS norms between the attn/mlp sites and the residual stream (Gemma-2/3's "sandwich" norms):
+    # the residual receives norm(site value), not the site value itself.
+    attn_post_norm: str | None = None
+    mlp_post_norm: str | None = None
     notes: str = ""
 
 
@@ -101,12 +105,16 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         _LLAMA_LIKE,
         name="gemma2",
         logit_softcap_attr="final_logit_softcapping",
+        attn_post_norm="post_attention_layernorm",
+        mlp_post_norm="post_feedforward_layernorm",
         notes="attn/mlp sites are read before Gemma-2's post-attention/post-feedforward norms.",
     ),
     "gemma3_text": replace(
         _LLAMA_LIKE,
         name="gemma3_text",
         logit_softcap_attr="final_logit_softcapping",
+        attn_post_norm="post_attention_layernorm",
+        mlp_post_norm="post_feedforward_layernorm",
         notes="attn/mlp sites are read before Gemma-3's post-attention/post-feedforward norms.",
     ),
     "opt": ArchitectureSpec(
