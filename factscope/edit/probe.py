@@ -11,8 +11,8 @@ neutral prompts of other relations, and each request's own prompt filled with ot
 subjects (a few requests at most), plus the perplexity of a short neutral text.
 It flags an edit as destructive when the neutral text's perplexity grows by more
 than ``PPL_RATIO_LIMIT``, when the top-1 token of most neutral prompts changes, or
-when the target becomes the top-1 token for most other subjects (the edit leaked into
-the whole relation). It costs four small forward passes.
+when the target becomes the confident top-1 token for most other subjects (the edit
+leaked into the whole relation). It costs four small forward passes.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ NEUTRAL_TEXT = (
 )
 PPL_RATIO_LIMIT = 1.5  # a local edit moves the neutral text's perplexity by a few per cent
 MAJORITY = 0.5
+# An other subject counts as overwritten when the target becomes its confident top-1: a weak top-1
+# (e.g. "The mother tongue of Toyota is" -> " English" at 0.3) is a nudge, not a leak.
+LEAK_PROBABILITY = 0.5
 MAX_REQUESTS_PROBED = 4
 
 
@@ -162,10 +165,11 @@ def _verdict(report: SideEffectReport, target_top1_before: list[bool]) -> list[s
     if n_neutral and neutral / n_neutral > MAJORITY:
         reasons.append(f"the top-1 token changed on {neutral}/{n_neutral} neutral prompts of other relations")
     rows = [i for i, k in enumerate(report.kinds) if k == "other subject"]
-    leaked = sum(report.target_is_top1_after[i] and not target_top1_before[i] for i in rows)
+    leaked = sum(report.target_is_top1_after[i] and not target_top1_before[i]
+                 and report.target_prob_after[i] >= LEAK_PROBABILITY for i in rows)
     if rows and leaked / len(rows) > MAJORITY:
-        reasons.append(f"the target became the top-1 token for {leaked}/{len(rows)} other subjects (the edit leaked "
-                       "into the whole relation)")
+        reasons.append(f"the target became the top-1 token, with P >= {LEAK_PROBABILITY}, for {leaked}/{len(rows)} "
+                       "other subjects (the edit leaked into the whole relation)")
     return reasons
 
 
