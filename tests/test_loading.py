@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -53,9 +54,11 @@ def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mo
         target.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(target)
         tok.save_pretrained(target)
-        (target / loading._COMPLETE_MARKER).write_text("{}")
+        digest = loading.file_sha256(target / "model.safetensors", loading._hash_memo())
+        (target / loading._COMPLETE_MARKER).write_text(json.dumps({"weights_sha256": digest}))
         builds.append(target)
 
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
     monkeypatch.setattr(loading, "_convert_gguf", fake_convert)
@@ -64,9 +67,13 @@ def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mo
     load_model()  # served from the cache
     assert len(builds) == 1
     (folder / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning, match="damaged"):
         loaded = load_model()
     assert len(builds) == 2 and loaded.adapter.n_layers == 4
+    (folder / loading._COMPLETE_MARKER).write_text("{}")  # a conversion by an older factscope: no weights hash
+    with pytest.warns(UserWarning, match="unverifiable"):
+        load_model()
+    assert len(builds) == 3
 
 
 @pytest.mark.bundled

@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from torch import nn
 
+from factscope.io_utils import HASH_KEY, IntegrityError, load_tensors, save_tensors
 from factscope.models.adapter import LinearWeight, ModelAdapter
+
+# Per model: the deltas applied to it, oldest first. Reverting restores saved copies of
+# the weights, so only the most recently applied delta may be reverted.
+_APPLIED: "weakref.WeakKeyDictionary[nn.Module, list[WeightDelta]]" = weakref.WeakKeyDictionary()
 
 
 class DeltaError(RuntimeError):
@@ -60,6 +66,7 @@ class WeightDelta:
     metadata: dict[str, Any] = field(default_factory=dict)
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _applied_to: int | None = field(default=None, repr=False)
+    verified: bool = field(default=False, repr=False)  # loaded from a file whose content hash matched
 
     # ------------------------------------------------------------- apply/revert
     def _weights(self, adapter: ModelAdapter) -> list[tuple[DeltaEntry, LinearWeight]]:
@@ -105,6 +112,7 @@ class WeightDelta:
             raise
         self._originals = originals
         self._applied_to = id(adapter.model)
+        _APPLIED.setdefault(adapter.model, []).append(self)
 
     @torch.no_grad()
     def revert(self, adapter: ModelAdapter) -> None:
@@ -113,9 +121,18 @@ class WeightDelta:
             raise DeltaError("This delta is not applied; nothing to revert.")
         if self._applied_to != id(adapter.model):
             raise DeltaError("This delta was applied to a different model object.")
+        stack = _APPLIED.get(adapter.model, [])
+        if stack and stack[-1] is not self:
+            later = len(stack) - 1 - next((i for i, d in enumerate(stack) if d is self), -1)
+            raise DeltaError(
+                f"Out-of-order revert: {later} delta(s) applied to this model after this one are still applied; "
+                "revert them first (last applied, first reverted), or the model would keep their changes."
+            )
         for entry in self.entries:
             if entry.key in self._originals:
                 adapter.weight(entry.site_kind, entry.layer).parameter.copy_(self._originals[entry.key])
+        if stack and stack[-1] is self:
+            stack.pop()
         self._originals = {}
         self._applied_to = None
 
@@ -140,7 +157,7 @@ class WeightDelta:
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
-        """Write tensors as safetensors, metadata as JSON inside the file's header."""
+        """Write tensors as safetensors, metadata as JSON and the tensors' SHA-256 in the header (atomically)."""
         path = Path(path)
         tensors: dict[str, torch.Tensor] = {}
         layout = []
@@ -150,27 +167,31 @@ class WeightDelta:
                 tensors[f"{i}.v"] = entry.v.detach().cpu().contiguous()
             layout.append({"site_kind": entry.site_kind, "layer": entry.layer})
         header = {"factscope": json.dumps({"entries": layout, "metadata": self.metadata}, default=str)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=header)
-        return path
+        return save_tensors(path, tensors, header)
 
     @classmethod
     def load(cls, path: str | Path) -> "WeightDelta":
-        """Read a delta written by :meth:`save`."""
+        """Read a delta written by :meth:`save`; its content hash is verified (``DeltaError`` naming the file)."""
         path = Path(path)
         if not path.is_file():
             raise DeltaError(f"Delta file {path} does not exist.")
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                info = json.loads((handle.metadata() or {})["factscope"])
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        except (KeyError, ValueError, OSError, Exception) as err:
-            raise DeltaError(f"{path} is not a readable factscope delta file: {err}") from err
-        entries = [
-            DeltaEntry(e["site_kind"], int(e["layer"]), tensors[f"{i}.u"], tensors.get(f"{i}.v"))
-            for i, e in enumerate(info["entries"])
-        ]
-        return cls(entries, info.get("metadata", {}))
+            tensors, header = load_tensors(path, require_hash=False)
+            info = json.loads(header["factscope"])
+            entries = [
+                DeltaEntry(str(e["site_kind"]), int(e["layer"]), tensors[f"{i}.u"], tensors.get(f"{i}.v"))
+                for i, e in enumerate(info["entries"])
+            ]
+        except IntegrityError as err:
+            raise DeltaError(f"Delta file {err}") from None
+        except (KeyError, ValueError, TypeError) as err:
+            raise DeltaError(f"{path} is not a readable factscope delta file (bad header: {err}).") from None
+        if HASH_KEY not in header:
+            warnings.warn(f"Delta file {path} carries no content hash (older factscope); it cannot be checked for damage.",
+                          stacklevel=2)
+        delta = cls(entries, info.get("metadata", {}) if isinstance(info.get("metadata"), dict) else {})
+        delta.verified = HASH_KEY in header
+        return delta
 
     # ---------------------------------------------------------------- combining
     @classmethod

@@ -20,7 +20,8 @@ from pathlib import Path
 _CHUNK = 1 << 22
 
 
-def _identity(path: Path) -> str:
+def file_identity(path: Path) -> str:
+    """``resolved path|size|mtime_ns``: changes whenever the file is replaced or written."""
     stat = path.stat()
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
@@ -38,7 +39,7 @@ def file_sha256(path: str | Path, memo: str | Path) -> str:
     path = Path(path)
     memo_file = Path(memo)
     memo = _read_memo(memo_file)
-    key = _identity(path)
+    key = file_identity(path)
     if key in memo:
         return memo[key]
     digest = hashlib.sha256()
