@@ -180,19 +180,30 @@ def read_json_cache(path: str | Path, what: str = "cache file") -> Any | None:
 
 
 # ---------------------------------------------------------------- folders
+_HELD: dict[str, list[Any]] = {}  # resolved lock path -> [open handle, depth]: re-entrant within a process
+
+
 class FolderLock:
-    """An exclusive, non-blocking lock on ``folder`` (``folder/.factscope.lock``), released on exit or death."""
+    """An exclusive, non-blocking lock on ``folder`` (``folder/.factscope.lock``), released on exit or death.
+
+    Re-entrant within one process (a command may hold it around a library call that takes it too).
+    """
 
     def __init__(self, folder: str | Path, what: str = "folder") -> None:
         self.folder = Path(folder)
         self.path = self.folder / ".factscope.lock"
         self.what = what
-        self._handle: IO[str] | None = None
+        self._key: str | None = None
 
     def acquire(self) -> "FolderLock":
         import fcntl
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+            self._key = key
+            return self
         handle = open(self.path, "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -205,16 +216,22 @@ class FolderLock:
         handle.truncate()
         handle.write(f"process {os.getpid()}")
         handle.flush()
-        self._handle = handle
+        _HELD[key] = [handle, 1]
+        self._key = key
         return self
 
     def release(self) -> None:
-        if self._handle is not None:
+        if self._key is None:
+            return
+        entry = _HELD[self._key]
+        entry[1] -= 1
+        if entry[1] == 0:
             import fcntl
 
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+            del _HELD[self._key]
+            fcntl.flock(entry[0].fileno(), fcntl.LOCK_UN)
+            entry[0].close()
+        self._key = None
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()

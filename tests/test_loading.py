@@ -21,7 +21,7 @@ def test_missing_local_path_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_folder_without_model_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="Could not load model"):
+    with pytest.raises(ModelLoadError, match="no config.json"):
         load_model(str(tmp_path))
 
 

@@ -67,18 +67,24 @@ class WeightDelta:
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _applied_to: int | None = field(default=None, repr=False)
     verified: bool = field(default=False, repr=False)  # loaded from a file whose content hash matched
+    source: str | None = field(default=None, repr=False)  # the file it was loaded from
 
     # ------------------------------------------------------------- apply/revert
     def _weights(self, adapter: ModelAdapter) -> list[tuple[DeltaEntry, LinearWeight]]:
         pairs = []
+        origin = f"Delta {self.source}: " if self.source else ""
         for entry in self.entries:
-            weight = adapter.weight(entry.site_kind, adapter.check_layer(entry.layer))
+            try:
+                weight = adapter.weight(entry.site_kind, adapter.check_layer(entry.layer))
+            except ValueError as err:  # a layer the model does not have, or an unknown site kind
+                raise DeltaError(f"{origin}entry {entry.key} does not fit this model ({err}); "
+                                 "it was made for another model.") from None
             out_dim, in_dim = weight.matrix.shape
             u_ok = entry.u.shape[0] == out_dim
             v_ok = entry.u.shape[1] == in_dim if entry.v is None else (entry.v.shape[0] == in_dim and entry.v.shape[1] == entry.u.shape[1])
             if not (u_ok and v_ok):
                 raise DeltaError(
-                    f"Delta entry {entry.key} has shape {tuple(entry.dense().shape)} but the model's weight is "
+                    f"{origin or 'Delta '}entry {entry.key} has shape {tuple(entry.dense().shape)} but the model's weight is "
                     f"{(out_dim, in_dim)}: this delta was made for another model."
                 )
             pairs.append((entry, weight))
@@ -89,7 +95,8 @@ class WeightDelta:
         self._weights(adapter)
         fp = self.metadata.get("model_fingerprint")
         if strict and fp and fp != adapter.fingerprint:
-            raise DeltaError(f"Delta was made for model fingerprint {fp}, this model is {adapter.fingerprint}.")
+            name = f"Delta {self.source}" if self.source else "Delta"
+            raise DeltaError(f"{name} was made for model fingerprint {fp}, this model is {adapter.fingerprint}.")
 
     @torch.no_grad()
     def apply(self, adapter: ModelAdapter) -> None:
@@ -191,6 +198,7 @@ class WeightDelta:
                           stacklevel=2)
         delta = cls(entries, info.get("metadata", {}) if isinstance(info.get("metadata"), dict) else {})
         delta.verified = HASH_KEY in header
+        delta.source = str(path)
         return delta
 
     # ---------------------------------------------------------------- combining

@@ -215,6 +215,10 @@ def _load_named(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
         return _load_converted(path, _gguf_cache_folder(path), dtype, device_map)
     if _looks_like_path(name) and not path.exists():
         raise ModelLoadError(f"Model folder {name!r} does not exist.")
+    if path.is_file():
+        raise ModelLoadError(f"{name} is a file, not a model: pass a model folder, a .gguf file or a Hugging Face model id.")
+    if path.is_dir():
+        _check_model_folder(path)
     try:
         return _from_folder(path if path.exists() else name, dtype, device_map)
     except Exception as err:
@@ -222,6 +226,27 @@ def _load_named(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
             f"Could not load model {name!r}: {type(err).__name__}: {err}. Pass a local folder with "
             "config.json and weights, a .gguf file, or a Hugging Face model id reachable from this machine."
         ) from err
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json", "spiece.model")
+
+
+def _check_model_folder(path: Path) -> None:
+    """Refuse a local folder that is not a saved model with a message naming what is missing."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"{path} is not a model folder: it has no config.json (save a model with save_pretrained).")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{config} is not valid JSON ({err}).") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise ModelLoadError(f"{config} is not a transformers model config (no model_type).")
+    if not any(f.suffix in _WEIGHT_SUFFIXES and f.name != "factscope-originals.safetensors" for f in path.iterdir()):
+        raise ModelLoadError(f"{path} has a config but no weights (*.safetensors or *.bin).")
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
+                             "save the tokenizer next to the model.")
 
 
 def load_model(
