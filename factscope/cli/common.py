@@ -145,17 +145,21 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def check_output_dir(path: Path | None, option: str = "--out") -> Path | None:
-    """Exit unless ``path`` is (or can become) a writable folder; creates nothing."""
-    if path is None:
-        return None
-    existing = _nearest_existing(path.absolute())
+def _check_folder(folder: Path, label: str) -> None:
+    """Exit unless ``folder`` is, or can be created as, a folder where files can be written."""
+    existing = _nearest_existing(folder.absolute())
     if not existing.is_dir():
-        what = "is a file" if existing == path.absolute() else f"lies under {existing}, which is not a folder"
-        fail(f"{option} {path} {what}; give a folder that can be created or written.")
+        where = "is a file, not a folder" if existing == folder.absolute() else f"lies under {existing}, a file, not a folder"
+        fail(f"{label} {where}.")
     problem = _probe_writable(existing)
     if problem:
-        fail(f"{option} {path}: cannot write in {existing} ({problem}).")
+        fail(f"{label}: cannot write in {existing} ({problem}).")
+
+
+def check_output_dir(path: Path | None, option: str = "--out") -> Path | None:
+    """Exit unless ``path`` is (or can become) a writable folder; creates nothing."""
+    if path is not None:
+        _check_folder(path, f"{option} {path}")
     return path
 
 
@@ -167,7 +171,11 @@ def check_output_file(path: Path | None, option: str) -> Path | None:
         fail(f"{option} {path} is a folder; give a file name.")
     if path.exists() and not os.access(path, os.W_OK):
         fail(f"{option} {path}: the file is not writable.")
-    check_output_dir(path.parent, option=f"{option} {path}: folder")
+    if path.parent.absolute() != path.absolute() and not path.parent.absolute().is_dir():
+        existing = _nearest_existing(path.parent.absolute())
+        if not existing.is_dir():
+            fail(f"{option} {path} lies under {existing}, a file, not a folder.")
+    _check_folder(path.parent, f"{option} {path}")
     return path
 
 

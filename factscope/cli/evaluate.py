@@ -90,6 +90,22 @@ def evaluate(
         lock.release()
 
 
+def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, Any], adapter: Any) -> None:
+    """Exit on a --hparams file or --set value the editor refuses, before any case is run (not once per case)."""
+    from factscope.edit import EDITORS
+
+    entry = EDITORS.get(editor.lower())
+    if entry is None:
+        return
+    cls = entry[1]
+    try:
+        base = cls.from_file(hparams, adapter) if hparams else cls.for_model(adapter)
+        base.override(**{k: v for k, v in overrides.items() if k not in ("corpus", "progress", "subject_pool")})
+    except (ValueError, TypeError) as err:
+        source = f"--hparams {hparams} / --set" if hparams else "--set"
+        fail(f"{source}: {err}")
+
+
 def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, n: Optional[int], mode: str,
                      batch_size: Optional[int], perspective: str, no_generation: bool, hparams: Optional[Path],
                      overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
@@ -117,6 +133,7 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
         fail(str(err))
     supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)
     adapter = load_adapter(model)
+    _check_hparams(editor, hparams, overrides, adapter)
     config = RunConfig(
         editor=editor,
         data=str(data.resolve()) if data else None,
