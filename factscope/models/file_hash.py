@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from factscope.io_utils import atomic_write_json
 
 _CHUNK = 1 << 22
 
@@ -47,9 +47,5 @@ def file_sha256(path: str | Path, memo: str | Path) -> str:
         while block := handle.read(_CHUNK):
             digest.update(block)
     memo[key] = digest.hexdigest()
-    memo_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=memo_file.name + ".", dir=memo_file.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(memo, out)
-    os.replace(tmp, memo_file)
+    atomic_write_json(memo_file, memo)
     return memo[key]
