@@ -23,7 +23,7 @@ from factscope.edit.delta import DeltaEntry, DeltaError, WeightDelta
 from factscope.io_utils import HASH_KEY, IntegrityError, load_tensors, read_json_cache, save_tensors, write_json_cache
 from factscope.models import load_model
 from factscope.models import loading
-from factscope.testing import tiny_adapter, tiny_model
+from factscope.testing import fake_gguf_converter, tiny_adapter, tiny_model
 
 
 def _flip(path: Path, offsets: list[int], mask: int = 0x40) -> None:
@@ -213,18 +213,9 @@ def test_damaged_converted_model_weights_are_reconverted(tmp_path: Path, monkeyp
     folder = isolated_cache / "models" / "bundled"
     builds: list[Path] = []
 
-    def fake_convert(_gguf: Path, target: Path) -> None:
-        model, tok = tiny_model("llama")
-        target.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(target)
-        tok.save_pretrained(target)
-        digest = loading.file_sha256(target / "model.safetensors", loading._hash_memo())
-        (target / loading._COMPLETE_MARKER).write_text(json.dumps({"weights_sha256": digest}))
-        builds.append(target)
-
     monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
-    monkeypatch.setattr(loading, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(loading, "_convert_gguf", fake_gguf_converter("llama", builds))
     good = load_model().adapter.fingerprint
     _flip(folder / "model.safetensors", [-2, -6, -10])  # exponent bits: NaN/huge weights if trusted
     with pytest.warns(UserWarning, match=r"model\.safetensors does not match the SHA-256"):
@@ -304,16 +295,9 @@ def test_killed_conversion_leaves_nothing_after_the_next_run(tmp_path: Path, mon
     leftover = Path(killed.stdout.strip())
     assert leftover.is_dir() and leftover.name.startswith("bundled.")
 
-    def fake_convert(_gguf: Path, target: Path) -> None:
-        model, tok = tiny_model("gpt2")
-        model.save_pretrained(target)
-        tok.save_pretrained(target)
-        digest = loading.file_sha256(target / "model.safetensors", loading._hash_memo())
-        (target / loading._COMPLETE_MARKER).write_text(json.dumps({"weights_sha256": digest}))
-
     monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
-    monkeypatch.setattr(loading, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(loading, "_convert_gguf", fake_gguf_converter("gpt2"))
     load_model()
     assert sorted(p.name for p in folder.parent.iterdir()) == ["bundled"]
 

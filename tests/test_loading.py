@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from factscope.models import ModelLoadError, load_model
 from factscope.models import loading
-from factscope.testing import tiny_model
+from factscope.testing import fake_gguf_converter, tiny_model
 
 
 def test_missing_local_path_is_a_clear_error(tmp_path: Path) -> None:
@@ -49,19 +48,10 @@ def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mo
     folder = tmp_path / "bundled"
     builds = []
 
-    def fake_convert(_gguf: Path, target: Path) -> None:
-        model, tok = tiny_model("llama")
-        target.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(target)
-        tok.save_pretrained(target)
-        digest = loading.file_sha256(target / "model.safetensors", loading._hash_memo())
-        (target / loading._COMPLETE_MARKER).write_text(json.dumps({"weights_sha256": digest}))
-        builds.append(target)
-
     monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
-    monkeypatch.setattr(loading, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(loading, "_convert_gguf", fake_gguf_converter("llama", builds))
     load_model()
     assert len(builds) == 1
     load_model()  # served from the cache
