@@ -207,6 +207,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("evaluate-hparams-python-tag", [*EVAL, "--out", "{root}/e", "--hparams", "{python_yaml}", *G], "python.yaml"),
     ("evaluate-hparams-unknown-field", [*EVAL, "--out", "{root}/e", "--hparams", "{unknown_yaml}", *G], "no_such_field"),
     ("evaluate-set-bad-value", [*EVAL, "--out", "{root}/e", "--set", "layer=abc", *G], "--set"),
+    ("evaluate-set-layer-too-deep", [*EVAL, "--out", "{root}/e", "--set", "layer=99", *G], "out of range"),
+    ("evaluate-group-zero", [*EVAL, "--out", "{root}/e", "--group", "0", *G], "--group"),
+    ("evaluate-batch-size-zero", [*EVAL, "--out", "{root}/e", "--mode", "batch", "--batch-size", "0", *G], "--batch-size"),
+    ("evaluate-none-with-hparams", ["evaluate", "--editor", "none", "--out", "{root}/e", "--set", "layer=1", *G], "takes no hyperparameters"),
     ("evaluate-unknown-editor", ["evaluate", "--editor", "nope", "--out", "{root}/e", *G], "Unknown editor"),
     ("evaluate-corpus-missing", ["evaluate", "--editor", "rome", "--out", "{root}/e", "--corpus", "{missing}.jsonl", *G], "--corpus"),
     ("evaluate-corpus-bad", ["evaluate", "--editor", "rome", "--out", "{root}/e2", "--corpus", "{bad_corpus_jsonl}", "--n", "1", *G], "bad_corpus.jsonl"),
@@ -225,6 +229,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("demo-bad-case", ["demo", "--case", "99999", *G], "--case must be in"),
     ("demo-corpus-missing", ["demo", "--corpus", "{missing}.txt", *G], "--corpus"),
 ]
+
+
+def test_a_refused_evaluate_leaves_no_run_folder(ws: dict[str, Path], isolated_cache: Path) -> None:
+    out = ws["root"] / "never-created"
+    result = CliRunner().invoke(app, [*EVAL, "--out", str(out), "--set", "layer=99", "-m", str(ws["gpt2"])])
+    assert result.exit_code == 2 and not out.exists(), result.output
 
 
 def test_there_are_at_least_60_cases() -> None:

@@ -78,6 +78,7 @@ def evaluate(
     set_threads(threads)
     overrides = _parse_overrides(set_)
     # One run per --out folder: a second `evaluate` on it exits here, before any model loads.
+    created = not out.exists()
     lock = FolderLock(out, "--out folder")
     try:
         lock.acquire()
@@ -88,11 +89,15 @@ def evaluate(
                          overrides, label, seed, corpus, group, model)
     finally:
         lock.release()
+        if created and [p.name for p in out.iterdir()] == [lock.path.name]:  # refused before anything was written
+            lock.path.unlink()
+            out.rmdir()
 
 
 def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, Any], adapter: Any) -> None:
     """Exit on a --hparams file or --set value the editor refuses, before any case is run (not once per case)."""
     from factscope.edit import EDITORS
+    from factscope.edit.hparams import resolve_layer
 
     entry = EDITORS.get(editor.lower())
     if entry is None:
@@ -100,7 +105,9 @@ def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, An
     cls = entry[1]
     try:
         base = cls.from_file(hparams, adapter) if hparams else cls.for_model(adapter)
-        base.override(**{k: v for k, v in overrides.items() if k not in ("corpus", "progress", "subject_pool")})
+        hp = base.override(**{k: v for k, v in overrides.items() if k not in ("corpus", "progress", "subject_pool")})
+        for layer in [getattr(hp, "layer", 0), *(getattr(hp, "layers", None) or [])]:
+            resolve_layer(adapter, layer)  # a layer the model does not have
     except (ValueError, TypeError) as err:
         source = f"--hparams {hparams} / --set" if hparams else "--set"
         fail(f"{source}: {err}")
