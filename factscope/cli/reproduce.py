@@ -35,6 +35,7 @@ def reproduce(
 ) -> None:
     """Run every artefact of SPEC §6 (resumable) and write OUT/report.md."""
     from factscope.reproduce import STEPS, DataFiles, preset
+    from factscope.io_utils import FolderLock, LockedError
     from factscope.reproduce import reproduce as run
 
     if quick and full:
@@ -51,9 +52,17 @@ def reproduce(
     if steps and any(s not in STEPS for s in steps):
         fail(f"--only names unknown artefacts; available: {', '.join(STEPS)}.")
     set_threads(threads or chosen.threads)
-    adapter = load_adapter(model)
-    command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
+    try:  # one reproduction per report folder at a time
+        lock = FolderLock(out, "--out folder").acquire()
+    except (LockedError, OSError) as err:
+        fail(str(err))
+        return
+    try:
+        adapter = load_adapter(model)
+        command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
+    finally:
+        lock.release()
     typer.echo(f"wrote {report}")
 
 

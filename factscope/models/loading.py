@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import save_file
 
-from factscope.io_utils import atomic_write_json, locked_temp_dir, remove_stale_temp_dirs
+from factscope.io_utils import locked_temp_dir, read_json_cache, remove_stale_temp_dirs, write_json_cache
 from factscope.models.adapter import FINGERPRINT_VERSION, ModelAdapter, parameters_sha256
 from factscope.models.architectures import ArchitectureSpec
 from factscope.models.file_hash import file_identity, file_sha256
@@ -291,7 +291,14 @@ def _weights_folder(name_or_path: str | None) -> Path | None:
     if str(name_or_path).endswith(".gguf"):
         return _gguf_cache_folder(Path(str(name_or_path)).expanduser())
     path = Path(str(name_or_path)).expanduser()
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    try:  # a Hugging Face id: its snapshot in the local hub cache, if there is one (no network)
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except Exception:
+        return None
 
 
 def _memoised_weights_hash(model: Any, folder: Path | None) -> str:
@@ -305,16 +312,13 @@ def _memoised_weights_hash(model: Any, folder: Path | None) -> str:
     dtypes = sorted({str(p.dtype) for p in model.parameters()})
     key = "|".join([file_identity(f) for f in files] + dtypes)
     memo_path = cache_dir() / "weights-hashes.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-        memo = memo if isinstance(memo, dict) else {}
-    except (OSError, ValueError):
-        memo = {}  # missing or damaged memo: nothing is trusted from it
+    memo = read_json_cache(memo_path, "weights-hash memo")  # a damaged memo is moved aside: nothing trusted from it
+    memo = memo if isinstance(memo, dict) else {}
     if isinstance(memo.get(key), str):
         return memo[key]
     memo[key] = parameters_sha256(model)
     try:
-        atomic_write_json(memo_path, memo)
+        write_json_cache(memo_path, memo)
     except OSError:
         pass  # a read-only cache only costs a rehash next time
     return memo[key]
