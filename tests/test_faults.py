@@ -312,3 +312,15 @@ def test_a_live_conversion_is_not_cleaned_up(tmp_path: Path) -> None:
     assert remove_stale_temp_dirs(tmp_path, "m.", older_than_s=60) == []
     os.utime(tmp_path / "m.old", (time.time() - 120, time.time() - 120))
     assert remove_stale_temp_dirs(tmp_path, "m.", older_than_s=60) == [tmp_path / "m.old"]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_input_longer_than_the_context_is_a_clear_error(arch: str) -> None:
+    from factscope.scoring import InputTooLongError, next_token_logprobs, target_nll
+
+    adapter = tiny_adapter(arch)
+    long = "The capital of France is Paris. " * 30
+    with pytest.raises(InputTooLongError, match="longer than the 128 tokens"):
+        next_token_logprobs(adapter, ["short", long])
+    with pytest.raises(InputTooLongError, match="longer than the 128 tokens"):
+        target_nll(adapter, [long], ["Paris"])
