@@ -158,6 +158,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("apply-delta-too-deep", ["apply", "--delta", "{deep_delta}", "--out", "{root}/o1", "--no-strict", *G], "does not fit"),
     ("apply-delta-wrong-shape", ["apply", "--delta", "{wide_delta}", "--out", "{root}/o1", "--no-strict", *G], "made for another model"),
     ("apply-delta-other-model", ["apply", "--delta", "{other_delta}", "--out", "{root}/o1", *G], "fingerprint 0123456789abcdef"),
+    ("apply-delta-is-model-weights", ["apply", "--delta", "{gpt2}/model.safetensors", "--out", "{root}/o1", *G], "not a factscope delta"),
     ("apply-out-is-file", ["apply", "--delta", "{delta}", "--out", "{file}", *G], "is a file"),
     ("apply-out-unwritable", ["apply", "--delta", "{delta}", "--out", "/proc/factscope-x/out", *G], "cannot write"),
     ("revert-no-originals", ["revert", "-m", "{plain_model}", "--out", "{root}/o2"], "factscope apply"),

@@ -184,6 +184,9 @@ class WeightDelta:
             raise DeltaError(f"Delta file {path} does not exist.")
         try:
             tensors, header = load_tensors(path, require_hash=False)
+            if "factscope" not in header:
+                raise DeltaError(f"{path} is a safetensors file but not a factscope delta (no delta header); "
+                                 "deltas are written by `factscope edit --save`.")
             info = json.loads(header["factscope"])
             entries = [
                 DeltaEntry(str(e["site_kind"]), int(e["layer"]), tensors[f"{i}.u"], tensors.get(f"{i}.v"))
