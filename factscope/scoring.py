@@ -26,6 +26,18 @@ class EmptyTargetError(ValueError):
     """A target string is empty or tokenizes to nothing."""
 
 
+class InputTooLongError(ValueError):
+    """A prompt (with its target) longer than the model's context."""
+
+
+def check_length(adapter: ModelAdapter, n_tokens: int, text: str) -> None:
+    """Raise :class:`InputTooLongError` if ``n_tokens`` exceed the model's context (GPT-2 would raise IndexError)."""
+    limit = adapter.max_positions
+    if limit is not None and n_tokens > limit:
+        raise InputTooLongError(f"Input of {n_tokens} tokens ({text[:40]!r}...) is longer than the {limit} tokens "
+                                f"{adapter.name} takes.")
+
+
 def continuation_ids(tokenizer: Any, prompt: str, target: str) -> list[int]:
     """Token ids of ``target`` as it continues ``prompt`` (see module docstring)."""
     text = target.strip()
@@ -54,6 +66,7 @@ def next_token_logprobs(adapter: ModelAdapter, prompts: Sequence[str], *, batch_
     for start in range(0, len(prompts), batch_size):
         batch = encode_prompts(adapter.tokenizer, prompts[start : start + batch_size], adapter.device)
         last = batch.pop("last_index")
+        check_length(adapter, int(batch["input_ids"].shape[1]), max(prompts[start : start + batch_size], key=len))
         logits = adapter.model(**batch).logits
         picked = logits[torch.arange(len(last), device=logits.device), last]
         rows.append(torch.log_softmax(picked.float(), dim=-1).cpu())
@@ -82,6 +95,7 @@ def target_token_logprobs(
         prompt_ids = [tokenizer(p)["input_ids"] for p, _ in chunk]
         seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
         width = max(len(s) for s in seqs)
+        check_length(adapter, width, max((p for p, _ in chunk), key=len))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)

@@ -127,3 +127,27 @@ def example_requests(n: int = 3, *, with_true: bool = True) -> list[Any]:
     if not 1 <= n <= len(_EXAMPLE_FACTS):
         raise ValueError(f"n must be 1..{len(_EXAMPLE_FACTS)}")
     return [EditRequest(p, s, new, true if with_true else None) for p, s, new, true in _EXAMPLE_FACTS[:n]]
+
+
+def fake_gguf_converter(arch: str = "llama", builds: list[Any] | None = None) -> Any:
+    """A stand-in for ``loading._convert_gguf`` that writes a tiny model and the completion marker (with its weights hash).
+
+    Usage: ``monkeypatch.setattr(loading, "_convert_gguf", fake_gguf_converter("llama", builds))``;
+    each conversion appends its target folder to ``builds``.
+    """
+    import json
+    from pathlib import Path
+
+    from factscope.models import loading
+
+    def convert(_gguf: Path, target: Path) -> None:
+        model, tok = tiny_model(arch)
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target)
+        tok.save_pretrained(target)
+        digest = loading.file_sha256(target / "model.safetensors", loading._hash_memo())
+        (target / loading._COMPLETE_MARKER).write_text(json.dumps({"weights_sha256": digest}))
+        if builds is not None:
+            builds.append(target)
+
+    return convert

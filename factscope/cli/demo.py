@@ -20,7 +20,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import ModelOption, fail, load_adapter
+from factscope.cli.common import ModelOption, check_input_file, fail, load_adapter
 from factscope.cli.edit import Probe, example_facts, measure, print_comparison
 
 FALLBACK_FACT = {
@@ -76,8 +76,9 @@ def demo(
     from factscope.edit.hparams import resolve_layer
 
     start = time.perf_counter()
-    adapter = load_adapter(model)
     fact = _pick(case)
+    check_input_file(corpus, "--corpus")
+    adapter = load_adapter(model)
     rw = fact["requested_rewrite"]
     request = EditRequest(rw["prompt"], rw["subject"], rw["target_new"]["str"], rw["target_true"]["str"],
                           relation_id=rw.get("relation_id"), case_id=fact.get("case_id"))

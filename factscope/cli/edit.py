@@ -18,9 +18,21 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from safetensors.torch import load_file, save_file
-
-from factscope.cli.common import ModelOption, ModelSpec, fail, load_adapter, model_options, print_json
+from factscope.cli.common import (
+    ModelOption,
+    ModelSpec,
+    check_hparams_file,
+    check_input_file,
+    check_layer_index,
+    check_output_dir,
+    check_output_file,
+    check_prompt_fits,
+    fail,
+    load_adapter,
+    model_options,
+    parse_layer,
+    print_json,
+)
 
 # Prompts about the same subject under other relations (over-generalisation check)
 # when the example facts have none for the subject.
@@ -104,12 +116,19 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _layer_override(editor: str, layer: str, adapter: Any) -> dict[str, Any]:
+def _check_editor(editor: str) -> None:
+    from factscope.edit import EDITORS
+
+    if editor.lower() not in EDITORS:
+        fail(f"--editor {editor!r} is not an editor; available: {', '.join(sorted(EDITORS))}.")
+
+
+def _layer_override(editor: str, value: int | float, adapter: Any) -> dict[str, Any]:
     """``--layer``: the edited layer, or for MEMIT/PMET the last layer of a range of the default length."""
     from factscope.edit import hparams_for
     from factscope.edit.hparams import resolve_layer
 
-    value: int | float = float(layer) if "." in layer else int(layer)
+    check_layer_index(adapter, value)
     if editor.lower() not in ("memit", "pmet"):
         return {"layer": value}
     try:
@@ -147,13 +166,22 @@ def edit_cmd(
     if probe not in ("warn", "strict", "off"):
         fail(f"--probe must be warn, strict or off, not {probe!r}.")
         return
+    _check_editor(editor)
     overrides = _parse_sets(sets)
+    layer_value = parse_layer(layer)
+    check_hparams_file(hparams)
+    check_input_file(corpus, "--corpus")
+    check_output_file(save, "--save")  # before the edit is computed
+    for text, option in ((prompt, "--prompt"), (subject, "--subject"), (target, "--target")):
+        if not text.strip():
+            fail(f"{option} is empty.")
     adapter = load_adapter(model)
-    if layer is not None:
-        overrides.update(_layer_override(editor, layer, adapter))
+    if layer_value is not None:
+        overrides.update(_layer_override(editor, layer_value, adapter))
     request = EditRequest(prompt, subject, target, target_true)
     try:
         request.validate(adapter)
+        check_prompt_fits(adapter, request.filled + " " + target, "--prompt with its subject and target")
         probes = probes_for(subject, prompt, paraphrase, other, [])
         before = measure(adapter, probes, target, target_true)
         delta = edit(adapter, [request], editor=editor, hparams=hparams, corpus=corpus, progress=not as_json,
@@ -167,7 +195,10 @@ def edit_cmd(
     with delta.applied(adapter):
         after = measure(adapter, probes, target, target_true)
     if save is not None:
-        delta.save(save)
+        try:
+            delta.save(save)
+        except OSError as err:
+            fail(f"--save {save}: cannot write the delta ({err.strerror or err}).")
     if as_json:
         print_json({"editor": editor, "request": request.to_dict(), "before": before, "after": after,
                     "delta": {"entries": [e.key for e in delta.entries], "saved": str(save) if save else None,
@@ -188,6 +219,7 @@ def edit_params(editor: Annotated[str, typer.Argument(help="rome | rets | memit 
     """List an editor's hyperparameters with defaults (for the bundled model unless --model) and help."""
     from factscope.edit import hparams_for
 
+    _check_editor(editor)
     adapter = load_adapter(model)
     try:
         hp = hparams_for(editor, adapter)
@@ -206,10 +238,17 @@ def apply_cmd(
 ) -> None:
     """Save an edited copy of the model (weights + tokenizer) to a folder."""
     from factscope.edit import DeltaError, WeightDelta
+    from factscope.io_utils import atomic_write_json, save_tensors
 
+    check_input_file(delta, "--delta")
+    check_output_dir(out)
+    try:
+        weight_delta = WeightDelta.load(delta)  # its content hash is checked before any model loads
+    except DeltaError as err:
+        fail(str(err))
+        return
     adapter = load_adapter(model)
     try:
-        weight_delta = WeightDelta.load(delta)
         weight_delta.check_model(adapter, strict=strict)
         weight_delta.apply(adapter)
     except DeltaError as err:
@@ -219,10 +258,10 @@ def apply_cmd(
     adapter.model.save_pretrained(out)
     adapter.tokenizer.save_pretrained(out)
     # The changed matrices as they were, so that `factscope revert` restores them bit-exactly
-    # (W + dW - dW is not W in floating point).
-    originals = {key: w.detach().cpu().contiguous() for key, w in weight_delta.original_weights().items()}
-    save_file(originals, str(out / ORIGINALS_FILE), metadata={"factscope": json.dumps({"delta": str(delta)})})
-    (out / "factscope-delta.json").write_text(json.dumps(weight_delta.metadata, indent=2, default=str))
+    # (W + dW - dW is not W in floating point); with their content hash, checked by `revert`.
+    originals = weight_delta.original_weights()
+    save_tensors(out / ORIGINALS_FILE, originals, {"factscope": json.dumps({"delta": str(delta)})})
+    atomic_write_json(out / "factscope-delta.json", weight_delta.metadata, indent=2, default=str)
     typer.echo(f"edited model written to {out} ({len(weight_delta.entries)} weight change(s); "
                f"`factscope revert --model {out}` restores the original)")
 
@@ -234,14 +273,20 @@ def revert_cmd(
     """Save the original model again from a folder written by `factscope apply` (bit-exact)."""
     import torch
 
+    from factscope.io_utils import IntegrityError, load_tensors
+
     originals_path = Path(model) / ORIGINALS_FILE
     if not originals_path.is_file():
         fail(f"{originals_path} not found: `factscope revert` needs a folder written by `factscope apply`.")
+    check_output_dir(out)
     try:
-        originals = load_file(str(originals_path))
-    except Exception as err:  # safetensors raises several types for a damaged file
-        fail(f"{originals_path} is not readable ({err}); the original weights cannot be restored from it.")
+        originals, header = load_tensors(originals_path, require_hash=False)
+    except IntegrityError as err:  # damaged: restoring from it would write wrong weights
+        fail(f"{err} The original weights cannot be restored from it.")
         return
+    if "factscope_sha256" not in header:
+        typer.secho(f"warning: {originals_path} carries no content hash (older factscope); it cannot be checked for damage.",
+                    fg=typer.colors.YELLOW, err=True)
     adapter = load_adapter(model)
     pairs = []
     for key, tensor in originals.items():
@@ -273,10 +318,15 @@ def check_delta(
 
     from factscope.edit import DeltaError, WeightDelta
 
+    check_input_file(delta, "--delta")
+    try:
+        weight_delta = WeightDelta.load(delta)  # fails on a content-hash mismatch
+    except DeltaError as err:
+        fail(str(err))
+        return
     adapter = load_adapter(model)
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
     try:
-        weight_delta = WeightDelta.load(delta)
         weight_delta.check_model(adapter)
         weight_delta.apply(adapter)
     except DeltaError as err:
@@ -287,6 +337,8 @@ def check_delta(
     broken = [k for k, v in adapter.model.state_dict().items() if not torch.equal(v, before[k])]
     fp = weight_delta.metadata.get("model_fingerprint")
     typer.echo(f"entries: {[e.key for e in weight_delta.entries]}; made for fingerprint {fp} (this model: {adapter.fingerprint})")
+    typer.echo("content hash: " + ("verified (the file is intact)" if weight_delta.verified
+                                   else "none recorded (older factscope file; damage cannot be detected)"))
     typer.echo(f"applied: {len(changed)} tensor(s) changed; reverted: {'all restored bit-exactly' if not broken else broken}")
     if broken:
         raise typer.Exit(1)

@@ -16,7 +16,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import ModelSpec, fail, load_adapter, model_options
+from factscope.cli.common import (
+    ModelSpec,
+    check_hparams_file,
+    check_input_file,
+    check_output_dir,
+    fail,
+    load_adapter,
+    model_options,
+    set_threads,
+)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -51,10 +60,63 @@ def evaluate(
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
     group: Annotated[int, typer.Option("--group", min=1, help="Single mode: cases whose edits are computed together "
                                        "(ROME, RETS; same edits; helps on GPUs, not on a small CPU). Each case is still evaluated alone.")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 helps on a busy machine).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (1 helps on a busy machine).")] = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
+    from factscope.evaluate.runner import MODES, PERSPECTIVES
+    from factscope.io_utils import FolderLock, LockedError
+
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    if perspective not in PERSPECTIVES:
+        fail(f"--perspective must be one of {', '.join(PERSPECTIVES)}, got {perspective!r}.")
+    check_input_file(data, "--data")
+    check_input_file(corpus, "--corpus")
+    check_hparams_file(hparams)
+    check_output_dir(out)
+    set_threads(threads)
+    overrides = _parse_overrides(set_)
+    # One run per --out folder: a second `evaluate` on it exits here, before any model loads.
+    created = not out.exists()
+    lock = FolderLock(out, "--out folder")
+    try:
+        lock.acquire()
+    except (LockedError, OSError) as err:
+        fail(str(err))
+    try:
+        _evaluate_locked(editor, out, data, format, n, mode, batch_size, perspective, no_generation, hparams,
+                         overrides, label, seed, corpus, group, model)
+    finally:
+        lock.release()
+        if created and [p.name for p in out.iterdir()] == [lock.path.name]:  # refused before anything was written
+            lock.path.unlink()
+            out.rmdir()
+
+
+def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, Any], adapter: Any) -> None:
+    """Exit on a --hparams file or --set value the editor refuses, before any case is run (not once per case)."""
+    from factscope.edit import EDITORS
+    from factscope.edit.hparams import resolve_layer
+
+    entry = EDITORS.get(editor.lower())
+    if entry is None:
+        return
+    cls = entry[1]
+    try:
+        base = cls.from_file(hparams, adapter) if hparams else cls.for_model(adapter)
+        hp = base.override(**{k: v for k, v in overrides.items() if k not in ("corpus", "progress", "subject_pool")})
+        for layer in [getattr(hp, "layer", 0), *(getattr(hp, "layers", None) or [])]:
+            resolve_layer(adapter, layer)  # a layer the model does not have
+    except (ValueError, TypeError) as err:
+        source = f"--hparams {hparams} / --set" if hparams else "--set"
+        fail(f"{source}: {err}")
+
+
+def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, n: Optional[int], mode: str,
+                     batch_size: Optional[int], perspective: str, no_generation: bool, hparams: Optional[Path],
+                     overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
+                     model: ModelSpec) -> None:
     from factscope.datasets import DatasetFormatError, load_cases
     from factscope.evaluate.editors import UnknownEditorError, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
@@ -62,25 +124,23 @@ def evaluate(
     from factscope.evaluate.supplements import SupplementConfig, dataset_key
     from factscope.evaluate.text_metrics import load_idf
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    overrides = _parse_overrides(set_)
     try:
         all_cases = load_cases(data, format=format)
     except DatasetFormatError as err:
         fail(str(err))
+    if not all_cases:
+        fail(f"--data {data}: the dataset has no cases.")
     fmt = format if format != "auto" else (all_cases[0].source_format if all_cases else format)
     cases = all_cases[:n] if n else all_cases
     try:
         # A batch edit of many facts takes long: show its own progress (value chunks, layers).
         extra = {"progress": True} if mode == "batch" and editor != "none" else {}
         editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides, **extra)
-    except UnknownEditorError as err:
+    except (UnknownEditorError, ValueError) as err:
         fail(str(err))
     supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)
     adapter = load_adapter(model)
+    _check_hparams(editor, hparams, overrides, adapter)
     config = RunConfig(
         editor=editor,
         data=str(data.resolve()) if data else None,
@@ -105,6 +165,8 @@ def evaluate(
             idf = load_idf(corpus)
         except FileNotFoundError as err:
             fail(f"{err} (or pass --no-generation).")
+        except ValueError as err:  # a corpus line that is not a {title, text} object
+            fail(f"--corpus: {err}")
     try:
         result = run_evaluation(adapter, cases, editor_fn, config, out, all_cases=all_cases, idf=idf, group=group)
     except (RunConfigMismatch, RunConfigError, CorruptRunError) as err:
@@ -122,16 +184,22 @@ def summarize(
     from factscope.evaluate.summary import summarize_runs
     from factscope.reports.tables import plot_criteria, render_markdown, write_csv, write_json
 
+    from factscope.evaluate.runlog import CorruptRunError
+
     folders = [r for r in runs if (r / "manifest.json").is_file()]
     skipped = [r for r in runs if r not in folders]
     for r in skipped:
         typer.secho(f"skipping {r}: not a run folder", fg=typer.colors.YELLOW, err=True)
     if not folders:
         fail("No run folders given.")
-    stats = summarize_runs(folders)
+    dest = out or folders[0].parent / "summary"
+    check_output_dir(dest)
+    try:
+        stats = summarize_runs(folders)
+    except (CorruptRunError, KeyError, TypeError, ValueError) as err:
+        fail(f"cannot summarize {', '.join(map(str, folders))}: {err}")
     text = render_markdown(stats)
     typer.echo(text)
-    dest = out or folders[0].parent / "summary"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "summary.md").write_text(text)
     write_csv(stats, dest / "summary.csv")

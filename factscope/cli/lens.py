@@ -16,7 +16,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import JsonOption, ModelSpec, fail, load_adapter, model_options, print_json
+from factscope.cli.common import (
+    JsonOption,
+    ModelSpec,
+    check_input_file,
+    check_k,
+    check_layer_index,
+    check_output_dir,
+    check_prompt_fits,
+    fail,
+    load_adapter,
+    model_options,
+    print_json,
+)
 
 KOption = Annotated[int, typer.Option("--k", "-k", min=1, help="Top-k tokens per layer (RETS/PMET: 50).")]
 RawOption = Annotated[bool, typer.Option("--raw", help="Plain unembedding without the final norm (as RETS did).")]
@@ -59,7 +71,10 @@ def lens(
         fail("The prompt is empty.")
     if (attributes is None) != (relation is None):
         fail("--attributes and --relation go together.")
+    check_input_file(attributes, "--attributes")
     adapter = load_adapter(model)
+    check_k(adapter, k)
+    check_prompt_fits(adapter, prompt)
     try:
         attribute_ids = None
         if attributes is not None:
@@ -110,10 +125,17 @@ def lens_dataset(
     from factscope.localize.lens_dataset import run_lens_dataset
     from factscope.reports.lens_plots import plot_attributes_rate, plot_knockout, plot_rank_flow
 
+    if attribute_tokens not in ("all", "first"):
+        fail(f"--attribute-tokens must be all or first, got {attribute_tokens!r}.")
+    check_input_file(data, "--data")
+    check_input_file(attributes, "--attributes")
+    check_output_dir(out)
     try:
         facts = load_knowns(data)
         mapping = load_relation_attributes(attributes)
         adapter = load_adapter(model)
+        check_k(adapter, k)
+        check_layer_index(adapter, eval_layer, "--eval-layer")
         sets = AttributeSets(adapter.tokenizer, mapping, mode=attribute_tokens)
         result = run_lens_dataset(adapter, facts, sets, n=n, k=k, raw=raw, batch_size=batch_size, knockout=knockout,
                                   knockout_n=knockout_n, window=window, eval_layer=eval_layer, seed=seed)
@@ -147,9 +169,12 @@ def dynamics(
     from factscope.localize.dynamics import component_dynamics, mean_abs_change, stabilisation_layer
     from factscope.reports.lens_plots import plot_dynamics
 
+    check_input_file(data, "--data")
+    check_output_dir(out)
     try:
         facts = load_knowns(data, n=n)
         adapter = load_adapter(model)
+        check_k(adapter, k)
         result = component_dynamics(adapter, [f.prompt for f in facts], k=k, raw=raw, batch_size=batch_size)
     except _user_errors() as err:
         fail(str(err))

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from factscope.cli.common import JsonOption, ModelSpec, fail, load_adapter, model_options, print_json
+from factscope.cli.common import (
+    JsonOption,
+    ModelSpec,
+    check_k,
+    check_prompt_fits,
+    fail,
+    load_adapter,
+    model_options,
+    print_json,
+)
 
 
 @model_options()
@@ -22,6 +31,8 @@ def predict(
     if not prompt.strip():
         fail("The prompt is empty.")
     adapter = load_adapter(model)
+    check_k(adapter, k)
+    check_prompt_fits(adapter, prompt)
     top = top_k_next_tokens(adapter, prompt, k=k)
     if as_json:
         print_json({"model": adapter.name, "prompt": prompt, "top": [{"token": t, "prob": p} for t, p in top]})

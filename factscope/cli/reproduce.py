@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import ModelSpec, fail, load_adapter, model_options
+from factscope.cli.common import ModelSpec, check_output_dir, fail, load_adapter, model_options, set_threads
 
 
 @model_options(device_map=False)
@@ -28,17 +28,19 @@ def reproduce(
     sizes: Annotated[list[str], typer.Option("--sizes", help="Override a size KEY=VALUE (repeatable), e.g. lens_facts=80.")] = [],
     preset_name: Annotated[Optional[str], typer.Option("--preset", help="quick | full | tiny (overrides --quick/--full).")] = None,
     only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated artefacts to run (default: all).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: the preset's, 1).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: the preset's, 1).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for noise, sampling and relation choice.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Run every artefact of SPEC §6 (resumable) and write OUT/report.md."""
     from factscope.reproduce import STEPS, DataFiles, preset
+    from factscope.io_utils import FolderLock, LockedError
     from factscope.reproduce import reproduce as run
 
     if quick and full:
         fail("Choose one of --quick and --full.")
+    check_output_dir(out)
     name = preset_name or ("full" if full else "quick")
     try:
         chosen = preset(name).override(list(sizes))
@@ -49,12 +51,18 @@ def reproduce(
     steps = [s.strip() for s in only.split(",") if s.strip()] if only else None
     if steps and any(s not in STEPS for s in steps):
         fail(f"--only names unknown artefacts; available: {', '.join(STEPS)}.")
-    import torch
-
-    torch.set_num_threads(threads or chosen.threads)
-    adapter = load_adapter(model)
-    command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
+    set_threads(threads or chosen.threads)
+    try:  # one reproduction per report folder at a time
+        lock = FolderLock(out, "--out folder").acquire()
+    except (LockedError, OSError) as err:
+        fail(str(err))
+        return
+    try:
+        adapter = load_adapter(model)
+        command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
+    finally:
+        lock.release()
     typer.echo(f"wrote {report}")
 
 

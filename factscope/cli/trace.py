@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import ModelSpec, fail, load_adapter, model_options
+from factscope.cli.common import ModelSpec, check_input_file, check_output_dir, check_prompt_fits, fail, load_adapter, model_options
 
 KIND_CHOICES = ("state", "mlp", "attn", "all")
 
@@ -60,7 +60,11 @@ def trace(
                     severed=severed, seed=seed)
     except ValueError as err:
         fail(str(err))
+    if not prompt.strip():
+        fail("The prompt is empty.")
+    check_output_dir(out)
     adapter = load_adapter(model)
+    check_prompt_fits(adapter, prompt + (f" {target}" if target else ""))
     try:
         results = trace_kinds(adapter, prompt, subject, target, kinds=kinds, corrupt=corrupt, window=window,
                               samples=samples, noise=noise, noise_std=noise_std,
@@ -117,6 +121,8 @@ def trace_dataset(
     if corrupts is None:
         fail(f"--corrupt must be subject, relation or both, got {corrupt!r}.")
         return
+    check_input_file(data, "--data")
+    check_output_dir(out)
     try:
         facts = load_knowns(data)
     except DatasetFormatError as err:

@@ -1,45 +1,40 @@
-"""Safetensors cache files with a JSON metadata record, written atomically.
+"""Safetensors cache files with a JSON metadata record, written atomically and hash-checked.
 
 Usage::
 
     write_tagged(path, {"mom2": C}, {"key": {...}, "count": 4096})
-    found = read_tagged(path, "statistics file")   # (tensors, meta), or None (absent / unreadable, warned)
+    found = read_tagged(path, "statistics file")   # (tensors, meta), or None (absent / damaged, warned)
 
-A crash never leaves a half-written file under the final name (write to a temporary
-name, then ``os.replace``). Any reading error means "recompute": the caller gets
-``None`` and a warning naming the file.
+A crash never leaves a half-written file under the final name (unique temporary
+name, then ``os.replace``). Each file records a SHA-256 of its tensors; a file that is
+unreadable or does not match it is moved aside to ``*.damaged`` with a warning naming
+it, and the caller gets ``None`` and recomputes.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from factscope.io_utils import IntegrityError, load_tensors, quarantine, save_tensors
 
 
 def write_tagged(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write ``tensors`` with ``meta`` (JSON) to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"factscope": json.dumps(meta)})
-    os.replace(tmp, path)
+    """Write ``tensors`` with ``meta`` (JSON) and their content hash to ``path`` atomically."""
+    save_tensors(path, tensors, {"factscope": json.dumps(meta)})
 
 
 def read_tagged(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """Tensors and metadata of ``path``, or ``None`` when it is absent or unreadable (``what`` names it in the warning)."""
+    """Tensors and metadata of ``path``, or ``None`` when it is absent or damaged (``what`` names it in the warning)."""
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["factscope"])
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        return tensors, meta
-    except Exception as err:  # truncated, garbage, wrong format: all mean "recompute"
-        warnings.warn(f"Ignoring unreadable {what} {path} ({err}); recomputing.", stacklevel=3)
+        tensors, header = load_tensors(path)
+        meta = json.loads(header["factscope"])
+    except (IntegrityError, KeyError, ValueError) as err:  # truncated, flipped bytes, wrong format: recompute
+        quarantine(path, str(err), what)
         return None
+    return tensors, meta

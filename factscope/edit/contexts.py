@@ -14,12 +14,11 @@ keyed by model fingerprint, seed and lengths.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from factscope.edit.generate import sample_token_ids
+from factscope.io_utils import quarantine, read_json_cache, write_json_cache
 from factscope.models.adapter import ModelAdapter
 from factscope.models.loading import cache_dir
 
@@ -50,13 +49,12 @@ def context_templates(
         return [BARE]
     tag = "_".join(f"{t}x{c}" for t, c in pairs)
     path = (root or cache_dir() / "contexts") / f"{adapter.fingerprint}-s{seed}-{tag}.json"
-    if cache and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            if isinstance(data, list) and data and data[0] == BARE and all(isinstance(t, str) for t in data):
-                return data
-        except (json.JSONDecodeError, OSError):
-            pass  # recompute below
+    if cache:
+        data = read_json_cache(path, "contexts cache")  # a damaged file is moved aside and recomputed
+        if isinstance(data, list) and data and data[0] == BARE and all(isinstance(t, str) for t in data):
+            return data
+        if data is not None:
+            quarantine(path, "not a list of context templates", "contexts cache")
     templates = [BARE]
     for index, (tokens, count) in enumerate(pairs):
         ids = sample_token_ids(adapter, count, tokens, seed=seed * 1000 + index, top_k=5)
@@ -64,8 +62,5 @@ def context_templates(
             text = _clean(adapter.tokenizer.decode(row, skip_special_tokens=True))
             templates.append(f"{text}. {BARE}" if text else BARE)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(templates, ensure_ascii=False, indent=0))
-        os.replace(tmp, path)
+        write_json_cache(path, templates)
     return templates

@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from torch import nn
 
+from factscope.io_utils import HASH_KEY, IntegrityError, load_tensors, save_tensors
 from factscope.models.adapter import LinearWeight, ModelAdapter
+
+# Per model: the deltas applied to it, oldest first. Reverting restores saved copies of
+# the weights, so only the most recently applied delta may be reverted.
+_APPLIED: "weakref.WeakKeyDictionary[nn.Module, list[WeightDelta]]" = weakref.WeakKeyDictionary()
 
 
 class DeltaError(RuntimeError):
@@ -60,18 +66,25 @@ class WeightDelta:
     metadata: dict[str, Any] = field(default_factory=dict)
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _applied_to: int | None = field(default=None, repr=False)
+    verified: bool = field(default=False, repr=False)  # loaded from a file whose content hash matched
+    source: str | None = field(default=None, repr=False)  # the file it was loaded from
 
     # ------------------------------------------------------------- apply/revert
     def _weights(self, adapter: ModelAdapter) -> list[tuple[DeltaEntry, LinearWeight]]:
         pairs = []
+        origin = f"Delta {self.source}: " if self.source else ""
         for entry in self.entries:
-            weight = adapter.weight(entry.site_kind, adapter.check_layer(entry.layer))
+            try:
+                weight = adapter.weight(entry.site_kind, adapter.check_layer(entry.layer))
+            except ValueError as err:  # a layer the model does not have, or an unknown site kind
+                raise DeltaError(f"{origin}entry {entry.key} does not fit this model ({err}); "
+                                 "it was made for another model.") from None
             out_dim, in_dim = weight.matrix.shape
             u_ok = entry.u.shape[0] == out_dim
             v_ok = entry.u.shape[1] == in_dim if entry.v is None else (entry.v.shape[0] == in_dim and entry.v.shape[1] == entry.u.shape[1])
             if not (u_ok and v_ok):
                 raise DeltaError(
-                    f"Delta entry {entry.key} has shape {tuple(entry.dense().shape)} but the model's weight is "
+                    f"{origin or 'Delta '}entry {entry.key} has shape {tuple(entry.dense().shape)} but the model's weight is "
                     f"{(out_dim, in_dim)}: this delta was made for another model."
                 )
             pairs.append((entry, weight))
@@ -82,7 +95,8 @@ class WeightDelta:
         self._weights(adapter)
         fp = self.metadata.get("model_fingerprint")
         if strict and fp and fp != adapter.fingerprint:
-            raise DeltaError(f"Delta was made for model fingerprint {fp}, this model is {adapter.fingerprint}.")
+            name = f"Delta {self.source}" if self.source else "Delta"
+            raise DeltaError(f"{name} was made for model fingerprint {fp}, this model is {adapter.fingerprint}.")
 
     @torch.no_grad()
     def apply(self, adapter: ModelAdapter) -> None:
@@ -105,6 +119,7 @@ class WeightDelta:
             raise
         self._originals = originals
         self._applied_to = id(adapter.model)
+        _APPLIED.setdefault(adapter.model, []).append(self)
 
     @torch.no_grad()
     def revert(self, adapter: ModelAdapter) -> None:
@@ -113,9 +128,18 @@ class WeightDelta:
             raise DeltaError("This delta is not applied; nothing to revert.")
         if self._applied_to != id(adapter.model):
             raise DeltaError("This delta was applied to a different model object.")
+        stack = _APPLIED.get(adapter.model, [])
+        if stack and stack[-1] is not self:
+            later = len(stack) - 1 - next((i for i, d in enumerate(stack) if d is self), -1)
+            raise DeltaError(
+                f"Out-of-order revert: {later} delta(s) applied to this model after this one are still applied; "
+                "revert them first (last applied, first reverted), or the model would keep their changes."
+            )
         for entry in self.entries:
             if entry.key in self._originals:
                 adapter.weight(entry.site_kind, entry.layer).parameter.copy_(self._originals[entry.key])
+        if stack and stack[-1] is self:
+            stack.pop()
         self._originals = {}
         self._applied_to = None
 
@@ -140,7 +164,7 @@ class WeightDelta:
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
-        """Write tensors as safetensors, metadata as JSON inside the file's header."""
+        """Write tensors as safetensors, metadata as JSON and the tensors' SHA-256 in the header (atomically)."""
         path = Path(path)
         tensors: dict[str, torch.Tensor] = {}
         layout = []
@@ -150,27 +174,35 @@ class WeightDelta:
                 tensors[f"{i}.v"] = entry.v.detach().cpu().contiguous()
             layout.append({"site_kind": entry.site_kind, "layer": entry.layer})
         header = {"factscope": json.dumps({"entries": layout, "metadata": self.metadata}, default=str)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=header)
-        return path
+        return save_tensors(path, tensors, header)
 
     @classmethod
     def load(cls, path: str | Path) -> "WeightDelta":
-        """Read a delta written by :meth:`save`."""
+        """Read a delta written by :meth:`save`; its content hash is verified (``DeltaError`` naming the file)."""
         path = Path(path)
         if not path.is_file():
             raise DeltaError(f"Delta file {path} does not exist.")
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                info = json.loads((handle.metadata() or {})["factscope"])
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        except (KeyError, ValueError, OSError, Exception) as err:
-            raise DeltaError(f"{path} is not a readable factscope delta file: {err}") from err
-        entries = [
-            DeltaEntry(e["site_kind"], int(e["layer"]), tensors[f"{i}.u"], tensors.get(f"{i}.v"))
-            for i, e in enumerate(info["entries"])
-        ]
-        return cls(entries, info.get("metadata", {}))
+            tensors, header = load_tensors(path, require_hash=False)
+            if "factscope" not in header:
+                raise DeltaError(f"{path} is a safetensors file but not a factscope delta (no delta header); "
+                                 "deltas are written by `factscope edit --save`.")
+            info = json.loads(header["factscope"])
+            entries = [
+                DeltaEntry(str(e["site_kind"]), int(e["layer"]), tensors[f"{i}.u"], tensors.get(f"{i}.v"))
+                for i, e in enumerate(info["entries"])
+            ]
+        except IntegrityError as err:
+            raise DeltaError(f"Delta file {err}") from None
+        except (KeyError, ValueError, TypeError) as err:
+            raise DeltaError(f"{path} is not a readable factscope delta file (bad header: {err}).") from None
+        if HASH_KEY not in header:
+            warnings.warn(f"Delta file {path} carries no content hash (older factscope); it cannot be checked for damage.",
+                          stacklevel=2)
+        delta = cls(entries, info.get("metadata", {}) if isinstance(info.get("metadata"), dict) else {})
+        delta.verified = HASH_KEY in header
+        delta.source = str(path)
+        return delta
 
     # ---------------------------------------------------------------- combining
     @classmethod

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from factscope.io_utils import atomic_write_json
+
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
 
@@ -71,7 +73,13 @@ class RunLog:
     def manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.is_file():
             return None
-        return json.loads(self.manifest_path.read_text())
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CorruptRunError(f"{self.manifest_path} is damaged ({err}); use another --out folder.") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+            raise CorruptRunError(f"{self.manifest_path} is not a factscope run manifest; use another --out folder.")
+        return manifest
 
     def start(self, config: dict[str, Any], case_ids: list[Any], extra: dict[str, Any] | None = None) -> bool:
         """Create the manifest, or check it against ``config``; True when resuming."""
@@ -91,9 +99,7 @@ class RunLog:
             return True
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = {"config": config, "case_ids": case_ids, **(extra or {})}
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=str))
-        tmp.replace(self.manifest_path)
+        atomic_write_json(self.manifest_path, manifest, indent=2, default=str)
         return False
 
     def records(self) -> list[dict[str, Any]]:

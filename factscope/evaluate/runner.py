@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from factscope.datasets.records import Case, EditCase, ZsreCase
 from factscope.datasets.relations import RELATIONS
 from factscope.datasets.supplements import relation_requests
-from factscope.edit.delta import WeightDelta
+from factscope.edit.delta import DeltaError, WeightDelta
 from factscope.edit.probe import side_effect_summary
 from factscope.edit.request import EditRequest
 from factscope.edit.value_store import checkpoint_values
@@ -46,6 +46,7 @@ from factscope.evaluate.metrics import evaluate_case
 from factscope.evaluate.runlog import RunLog
 from factscope.evaluate.supplements import CaseSupplement, SupplementConfig, SupplementStore
 from factscope.evaluate.text_metrics import Idf
+from factscope.io_utils import FolderLock, quarantine
 from factscope.models.adapter import ModelAdapter
 
 MODES = ("single", "batch", "sequential")
@@ -185,12 +186,13 @@ def _edit(editor: EditorFn, adapter: ModelAdapter, requests: list[EditRequest]) 
 def _saved_delta(path: Path, compute) -> tuple[WeightDelta | None, float, str | None]:  # type: ignore[no-untyped-def]
     """Load a delta saved by an earlier (interrupted) run, or compute and save it."""
     if path.is_file():
-        return WeightDelta.load(path), 0.0, None
+        try:
+            return WeightDelta.load(path), 0.0, None
+        except DeltaError as err:  # a damaged saved delta is moved aside and recomputed
+            quarantine(path, str(err), "saved delta")
     delta, seconds, error = compute()
     if delta is not None:
-        tmp = path.with_name(path.stem + ".partial.safetensors")
-        delta.save(tmp)
-        tmp.replace(path)
+        delta.save(path)  # atomic: a unique temporary name, then os.replace
     return delta, seconds, error
 
 
@@ -221,47 +223,49 @@ def run_evaluation(
     """
     config.validate()
     _check_cases(cases, config)
-    log = RunLog(out)
-    try:
-        version = metadata.version("factscope")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    resumed = log.start(
-        config.to_dict(),
-        [c.case_id for c in cases],
-        extra={"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "factscope_version": version, "model_name": adapter.name},
-    )
-    done = log.done()
-    perspectives = config.perspectives()
-    total = len(cases) * len(perspectives)
-    if len(done) >= total:
-        return RunSummary(log.folder, total, 0, resumed)
+    # One run per folder at a time: a second process on the same --out gets LockedError at once.
+    with FolderLock(out, "--out folder"):
+        log = RunLog(out)
+        try:
+            version = metadata.version("factscope")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        resumed = log.start(
+            config.to_dict(),
+            [c.case_id for c in cases],
+            extra={"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "factscope_version": version, "model_name": adapter.name},
+        )
+        done = log.done()
+        perspectives = config.perspectives()
+        total = len(cases) * len(perspectives)
+        if len(done) >= total:
+            return RunSummary(log.folder, total, 0, resumed)
 
-    store = supplement_store or SupplementStore(
-        adapter,
-        all_cases or cases,
-        dataset_key=config.dataset_key or str(config.data),
-        config=SupplementConfig.from_dict(config.supplement),
-        progress=progress,
-    )
-    todo_cases = [c for i, c in enumerate(cases) if any((p, i) not in done for p in perspectives)]
-    supplements = store.get(todo_cases, references=config.generation)
-    bar = tqdm(total=total, initial=len(done), desc=f"evaluate {config.display_label}", unit="case", disable=not progress)
-    ev = _Evaluator(adapter, config, supplements, log, idf, bar)
-    try:
-        for perspective in perspectives:
-            pending = [i for i in range(len(cases)) if (perspective, i) not in done]
-            if not pending:
-                continue
-            if config.mode == "single":
-                _run_single(adapter, cases, editor, perspective, pending, ev, group)
-            elif config.mode == "batch":
-                _run_batch(adapter, cases, editor, perspective, set(pending), ev, log.folder, config.batch_size)
-            else:
-                _run_sequential(adapter, cases, editor, perspective, pending, ev, log.folder)
-    finally:
-        bar.close()
-    return RunSummary(log.folder, total, ev.new, resumed)
+        store = supplement_store or SupplementStore(
+            adapter,
+            all_cases or cases,
+            dataset_key=config.dataset_key or str(config.data),
+            config=SupplementConfig.from_dict(config.supplement),
+            progress=progress,
+        )
+        todo_cases = [c for i, c in enumerate(cases) if any((p, i) not in done for p in perspectives)]
+        supplements = store.get(todo_cases, references=config.generation)
+        bar = tqdm(total=total, initial=len(done), desc=f"evaluate {config.display_label}", unit="case", disable=not progress)
+        ev = _Evaluator(adapter, config, supplements, log, idf, bar)
+        try:
+            for perspective in perspectives:
+                pending = [i for i in range(len(cases)) if (perspective, i) not in done]
+                if not pending:
+                    continue
+                if config.mode == "single":
+                    _run_single(adapter, cases, editor, perspective, pending, ev, group)
+                elif config.mode == "batch":
+                    _run_batch(adapter, cases, editor, perspective, set(pending), ev, log.folder, config.batch_size)
+                else:
+                    _run_sequential(adapter, cases, editor, perspective, pending, ev, log.folder)
+        finally:
+            bar.close()
+        return RunSummary(log.folder, total, ev.new, resumed)
 
 
 def _edit_group(editor: EditorFn, adapter: ModelAdapter, request_lists: list[list[EditRequest]],

@@ -47,6 +47,7 @@ from factscope.datasets.supplements import (
 from factscope.evaluate.generation import GenerationConfig, generate_texts
 from factscope.evaluate.targets import greedy_object, score_targets
 from factscope.evaluate.text_metrics import corpus_paragraphs, corpus_passages_mentioning, default_corpus_path
+from factscope.io_utils import quarantine, read_json_cache, write_json_cache
 from factscope.models.adapter import ModelAdapter
 
 SUPPLEMENT_VERSION = 2
@@ -153,11 +154,11 @@ class SupplementStore:
         root = cache_root or cache_dir() / "supplements"
         self.path = root / adapter.fingerprint / f"{key}.json"
         self._data: dict[str, dict] = {}
-        if self.path.is_file():
-            try:
-                self._data = json.loads(self.path.read_text())["cases"]
-            except (json.JSONDecodeError, KeyError):
-                self._data = {}  # a damaged cache is rebuilt, never trusted
+        stored = read_json_cache(self.path, "supplements cache")  # a damaged file is moved aside and rebuilt
+        if isinstance(stored, dict) and isinstance(stored.get("cases"), dict):
+            self._data = stored["cases"]
+        elif stored is not None:
+            quarantine(self.path, "no 'cases' record", "supplements cache")
         self._paragraphs: list[str] | None = None
 
     def get(self, cases: Sequence[Case], *, references: bool = True, save_every: int = 20) -> dict[int | str, CaseSupplement]:
@@ -219,10 +220,7 @@ class SupplementStore:
             sup.consistency_source = "corpus"
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"config": self.config.to_dict(), "cases": self._data}, default=str))
-        tmp.replace(self.path)
+        write_json_cache(self.path, {"config": self.config.to_dict(), "cases": self._data})
 
 
 def dataset_key(path: str | Path | None, fmt: str) -> str:

@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from factscope.io_utils import quarantine, read_json_cache, write_json_cache
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
@@ -121,14 +123,17 @@ def load_idf(corpus: str | Path | None = None) -> Idf:
         raise FileNotFoundError(f"IDF corpus {path} does not exist; pass --corpus or set FACTSCOPE_CORPUS.")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     cached = cache_dir() / "idf" / f"enwiki-paragraphs-{digest}.json"
-    if cached.is_file():
-        data = json.loads(cached.read_text())
-        return Idf(data["idf"], data["n_documents"], str(path))
+    data = read_json_cache(cached, "IDF cache")  # a damaged file is moved aside and refitted
+    if data is not None:
+        try:
+            values, n_documents = data["idf"], int(data["n_documents"])
+            if isinstance(values, dict) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values.values()):
+                return Idf(values, n_documents, str(path))
+        except (KeyError, TypeError, ValueError):
+            pass
+        quarantine(cached, "not an IDF table", "IDF cache")
     idf = Idf.fit(corpus_paragraphs(path), str(path))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"idf": idf.values, "n_documents": idf.n_documents, "corpus": str(path)}))
-    tmp.replace(cached)
+    write_json_cache(cached, {"idf": idf.values, "n_documents": idf.n_documents, "corpus": str(path)})
     return idf
 
 

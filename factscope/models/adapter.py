@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from factscope.hooks.sites import Site
+from factscope.io_utils import tensors_sha256
 from factscope.models.architectures import ArchitectureSpec, architecture_for
+
+FINGERPRINT_VERSION = 2  # 2: from config without paths, tokenizer and a full weights hash (1 hashed the load path)
+# Config entries that say where or how a model was loaded, not what it is.
+_NON_IDENTITY_CONFIG_KEYS = {"name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype",
+                             "use_cache", "return_dict", "output_hidden_states", "output_attentions"}
 
 
 class LayerOutOfRangeError(ValueError):
@@ -83,6 +89,7 @@ class ModelAdapter:
         *,
         name: str | None = None,
         architecture: ArchitectureSpec | None = None,
+        weights_hash: str | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -103,6 +110,8 @@ class ModelAdapter:
         # Resolve every per-layer site once so that a bad map fails at load time.
         for kind in ("attn", "attn_key", "mlp", "mlp_key"):
             self.module(Site(kind, 0))
+        # A SHA-256 of every parameter's bytes; load_model passes one memoised by the weight files' identity.
+        self.weights_hash = weights_hash or parameters_sha256(model)
         self.fingerprint = self._compute_fingerprint()
 
     # ----------------------------------------------------------------- shapes
@@ -246,23 +255,16 @@ class ModelAdapter:
 
     # ------------------------------------------------------------ identity
     def _compute_fingerprint(self) -> str:
-        """A short hash of name, config and a sample of every parameter.
+        """A short hash of what the model *is*: architecture config without paths, tokenizer and weights.
 
-        Computed once at construction so that later edits do not change it; used in
-        cache keys (covariance statistics, keys, supplements).
+        Independent of the path or name it was loaded by, so deltas and caches travel between
+        folders, copies and machines. Computed once at construction so that later edits do not
+        change it; used in cache keys (covariance statistics, contexts, supplements) and deltas.
         """
-        digest = hashlib.sha256()
-        digest.update(self.name.encode())
-        try:
-            digest.update(json.dumps(self.config.to_dict(), sort_keys=True, default=str).encode())
-        except Exception:  # configs with unserialisable fields: fall back to repr
-            digest.update(repr(self.config).encode())
-        with torch.no_grad():
-            for pname, param in self.model.named_parameters():
-                flat = param.detach().reshape(-1)
-                sample = flat[:: max(1, flat.numel() // 4096)][:4096].float().cpu()
-                digest.update(pname.encode())
-                digest.update(sample.numpy().tobytes())
+        digest = hashlib.sha256(f"factscope-model-v{FINGERPRINT_VERSION}|{self.spec.name}|".encode())
+        digest.update(json.dumps(config_identity(self.config), sort_keys=True, default=str).encode())
+        digest.update(tokenizer_identity(self.tokenizer).encode())
+        digest.update(self.weights_hash.encode())
         return digest.hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -270,3 +272,40 @@ class ModelAdapter:
             f"ModelAdapter({self.name!r}, arch={self.spec.name}, layers={self.n_layers}, "
             f"d_model={self.d_model}, parallel_residual={self.parallel_residual})"
         )
+
+
+def parameters_sha256(model: nn.Module) -> str:
+    """SHA-256 of every parameter's name, dtype, shape and bytes (tied weights once)."""
+    with torch.no_grad():
+        return tensors_sha256(dict(model.named_parameters()))
+
+
+def config_identity(config: Any) -> dict[str, Any]:
+    """The config as a dict without paths, versions and runtime switches (recursively)."""
+    try:
+        data = config.to_dict()
+    except Exception:  # configs with unserialisable fields
+        data = dict(vars(config))
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()
+                    if not str(k).startswith("_") and k not in _NON_IDENTITY_CONFIG_KEYS}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(data)
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """SHA-256 of a tokenizer's vocabulary and special tokens (not its class or where it was loaded from)."""
+    digest = hashlib.sha256()
+    try:
+        vocab = tokenizer.get_vocab()
+    except Exception:
+        vocab = {}
+    digest.update(json.dumps(sorted(vocab.items(), key=lambda kv: (kv[1], kv[0])), ensure_ascii=False).encode())
+    specials = getattr(tokenizer, "special_tokens_map", {}) or {}
+    digest.update(json.dumps(specials, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

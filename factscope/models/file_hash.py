@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from factscope.io_utils import atomic_write_json
 
 _CHUNK = 1 << 22
 
 
-def _identity(path: Path) -> str:
+def file_identity(path: Path) -> str:
+    """``resolved path|size|mtime_ns``: changes whenever the file is replaced or written."""
     stat = path.stat()
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
@@ -38,7 +39,7 @@ def file_sha256(path: str | Path, memo: str | Path) -> str:
     path = Path(path)
     memo_file = Path(memo)
     memo = _read_memo(memo_file)
-    key = _identity(path)
+    key = file_identity(path)
     if key in memo:
         return memo[key]
     digest = hashlib.sha256()
@@ -46,9 +47,5 @@ def file_sha256(path: str | Path, memo: str | Path) -> str:
         while block := handle.read(_CHUNK):
             digest.update(block)
     memo[key] = digest.hexdigest()
-    memo_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=memo_file.name + ".", dir=memo_file.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(memo, out)
-    os.replace(tmp, memo_file)
+    atomic_write_json(memo_file, memo)
     return memo[key]

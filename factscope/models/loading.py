@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
@@ -29,9 +28,10 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import save_file
 
-from factscope.models.adapter import ModelAdapter
+from factscope.io_utils import locked_temp_dir, read_json_cache, remove_stale_temp_dirs, write_json_cache
+from factscope.models.adapter import FINGERPRINT_VERSION, ModelAdapter, parameters_sha256
 from factscope.models.architectures import ArchitectureSpec
-from factscope.models.file_hash import file_sha256
+from factscope.models.file_hash import file_identity, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ BUNDLED_NAME = "smollm2-135m-instruct"
 BUNDLED_ALIASES = {None, "", "bundled", BUNDLED_NAME, "SmolLM2-135M-Instruct"}
 _BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _COMPLETE_MARKER = "factscope-complete.json"
+_WEIGHTS_FILE = "model.safetensors"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_FINGERPRINT_NOTE = "fingerprint-v{}.txt"
 
 
 class ModelLoadError(RuntimeError):
@@ -112,9 +115,8 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     log.info("Dequantising %s to float32 (one time) into %s", gguf.name, folder)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    try:
+    # The temporary folder is locked while this process lives, so a later run knows a leftover one is stale.
+    with locked_temp_dir(folder.parent, folder.name + ".") as tmp:
         # transformers marks GGUF-loaded models as quantized and refuses save_pretrained;
         # the weights are plain float32 by now, so write config and tensors directly.
         config = model.config
@@ -124,15 +126,15 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
         state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
         if getattr(config, "tie_word_embeddings", False):
             state.pop("lm_head.weight", None)
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state, str(tmp / _WEIGHTS_FILE), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
-        (tmp / _COMPLETE_MARKER).write_text(json.dumps({"source": str(gguf), "dtype": "float32"}))
+        # The weights' SHA-256, checked on every load (memoised by file identity, so that is instant).
+        weights_sha256 = file_sha256(tmp / _WEIGHTS_FILE, _hash_memo())
+        (tmp / _COMPLETE_MARKER).write_text(json.dumps({"source": str(gguf), "dtype": "float32",
+                                                        "weights_sha256": weights_sha256}))
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _from_folder(folder: Path | str, dtype: Any, device_map: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -151,9 +153,39 @@ def _from_folder(folder: Path | str, dtype: Any, device_map: Any, **kwargs: Any)
     return model, tokenizer
 
 
+def _hash_memo() -> Path:
+    return cache_dir() / "file-hashes.json"
+
+
+def _conversion_problem(folder: Path) -> str | None:
+    """Why the cached conversion in ``folder`` cannot be trusted, or ``None`` when its weights match their hash."""
+    try:
+        marker = json.loads((folder / _COMPLETE_MARKER).read_text())
+        recorded = marker["weights_sha256"]
+    except FileNotFoundError:
+        return "incomplete"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "written without a weights hash by an older factscope"
+    weights = folder / _WEIGHTS_FILE
+    if not weights.is_file():
+        return f"{weights} is missing"
+    if file_sha256(weights, _hash_memo()) != recorded:
+        return f"{weights} does not match the SHA-256 written at conversion"
+    return None
+
+
 def _load_converted(gguf: Path, folder: Path, dtype: Any, device_map: Any) -> tuple[Any, Any]:
-    """Load the float32 conversion of ``gguf`` cached in ``folder``, converting it first if needed."""
-    if not (folder / _COMPLETE_MARKER).is_file():
+    """Load the float32 conversion of ``gguf`` cached in ``folder``, converting it first if needed.
+
+    The cached weights are checked against the hash written at conversion; a damaged
+    or unverifiable conversion is removed (with a warning naming it) and redone.
+    """
+    remove_stale_temp_dirs(folder.parent, folder.name + ".", older_than_s=60)  # left by killed conversions
+    problem = _conversion_problem(folder)
+    if problem is not None:
+        if problem != "incomplete":
+            warnings.warn(f"Cached conversion of {gguf.name} at {folder} is damaged or unverifiable ({problem}); "
+                          "removing it and converting again.", stacklevel=3)
         _convert_gguf(gguf, folder)
     try:
         return _from_folder(folder, dtype or torch.float32, device_map)
@@ -183,6 +215,10 @@ def _load_named(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
         return _load_converted(path, _gguf_cache_folder(path), dtype, device_map)
     if _looks_like_path(name) and not path.exists():
         raise ModelLoadError(f"Model folder {name!r} does not exist.")
+    if path.is_file():
+        raise ModelLoadError(f"{name} is a file, not a model: pass a model folder, a .gguf file or a Hugging Face model id.")
+    if path.is_dir():
+        _check_model_folder(path)
     try:
         return _from_folder(path if path.exists() else name, dtype, device_map)
     except Exception as err:
@@ -190,6 +226,27 @@ def _load_named(name: str, dtype: Any, device_map: Any) -> tuple[Any, Any]:
             f"Could not load model {name!r}: {type(err).__name__}: {err}. Pass a local folder with "
             "config.json and weights, a .gguf file, or a Hugging Face model id reachable from this machine."
         ) from err
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json", "spiece.model")
+
+
+def _check_model_folder(path: Path) -> None:
+    """Refuse a local folder that is not a saved model with a message naming what is missing."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"{path} is not a model folder: it has no config.json (save a model with save_pretrained).")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{config} is not valid JSON ({err}).") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise ModelLoadError(f"{config} is not a transformers model config (no model_type).")
+    if not any(f.suffix in _WEIGHT_SUFFIXES and f.name != "factscope-originals.safetensors" for f in path.iterdir()):
+        raise ModelLoadError(f"{path} has a config but no weights (*.safetensors or *.bin).")
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
+                             "save the tokenizer next to the model.")
 
 
 def load_model(
@@ -222,5 +279,63 @@ def load_model(
     model.requires_grad_(False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    adapter = ModelAdapter(model, tokenizer, name=name, architecture=architecture)
+    weights_hash = _memoised_weights_hash(model, _weights_folder(name_or_path))
+    adapter = ModelAdapter(model, tokenizer, name=name, architecture=architecture, weights_hash=weights_hash)
+    _note_fingerprint_change()
     return LoadedModel(model, tokenizer, adapter)
+
+
+def _weights_folder(name_or_path: str | None) -> Path | None:
+    if name_or_path in BUNDLED_ALIASES:
+        return _bundled_cache_folder(bundled_gguf_path())
+    if str(name_or_path).endswith(".gguf"):
+        return _gguf_cache_folder(Path(str(name_or_path)).expanduser())
+    path = Path(str(name_or_path)).expanduser()
+    if path.is_dir():
+        return path
+    try:  # a Hugging Face id: its snapshot in the local hub cache, if there is one (no network)
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except Exception:
+        return None
+
+
+def _memoised_weights_hash(model: Any, folder: Path | None) -> str:
+    """:func:`parameters_sha256` of ``model``, memoised by the identity (path, size, mtime) of its weight files and dtype.
+
+    A copy of the folder misses the memo once and hashes the same bytes to the same value.
+    """
+    files = sorted(f for f in folder.iterdir() if f.suffix in _WEIGHT_SUFFIXES) if folder is not None else []
+    if not files:
+        return parameters_sha256(model)
+    dtypes = sorted({str(p.dtype) for p in model.parameters()})
+    key = "|".join([file_identity(f) for f in files] + dtypes)
+    memo_path = cache_dir() / "weights-hashes.json"
+    memo = read_json_cache(memo_path, "weights-hash memo")  # a damaged memo is moved aside: nothing trusted from it
+    memo = memo if isinstance(memo, dict) else {}
+    if isinstance(memo.get(key), str):
+        return memo[key]
+    memo[key] = parameters_sha256(model)
+    try:
+        write_json_cache(memo_path, memo)
+    except OSError:
+        pass  # a read-only cache only costs a rehash next time
+    return memo[key]
+
+
+def _note_fingerprint_change() -> None:
+    """Say once per cache folder that caches keyed by the old (path-dependent) fingerprint will be recomputed."""
+    root = cache_dir()
+    note = root / _FINGERPRINT_NOTE.format(FINGERPRINT_VERSION)
+    if note.exists():
+        return
+    old = [name for name in ("stats", "contexts", "supplements") if (root / name).is_dir()]
+    if old:
+        log.warning("Model fingerprints no longer depend on the path a model was loaded from; caches in %s (%s) "
+                    "made by an earlier factscope will be recomputed once.", root, ", ".join(old))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        note.write_text("model fingerprint version %d\n" % FINGERPRINT_VERSION)
+    except OSError:
+        pass

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factscope.io_utils import atomic_write_json
 from factscope.reproduce.verdicts import Claim
 
 RESULT_NAME = "result.json"
@@ -39,10 +40,7 @@ class ArtefactResult:
 
     def save(self, folder: Path) -> Path:
         path = folder / RESULT_NAME
-        tmp = path.with_suffix(".partial")
-        tmp.write_text(json.dumps(asdict(self), indent=1, default=_json_default))
-        tmp.replace(path)
-        return path
+        return atomic_write_json(path, asdict(self), indent=1, default=_json_default)
 
     @classmethod
     def load(cls, folder: Path) -> "ArtefactResult":
