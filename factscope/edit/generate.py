@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from factscope.models.adapter import ModelAdapter
+from factscope.models.forward import cache_kwargs, returned_cache
 
 
 def start_token_id(tokenizer: Any) -> int:
@@ -64,11 +65,11 @@ def sample_token_ids(
         for step in range(length):
             kwargs: dict[str, Any] = {"input_ids": step_input, "use_cache": True}
             if past is not None:
-                kwargs["past_key_values"] = past
+                kwargs.update(cache_kwargs(adapter.model, past))
             out = adapter.model(**kwargs)
             if on_step is not None and on_step(step):
                 break  # the caller has what it needs
-            past = out.past_key_values
+            past = returned_cache(out)
             logits = out.logits[:, -1].float().cpu()
             top = logits.topk(min(top_k, logits.shape[-1]), dim=-1)
             probs = torch.softmax(top.values, dim=-1)

@@ -34,6 +34,7 @@ from factscope.edit.keys import pad_id_of, pad_rows
 from factscope.hooks import Site, SiteTrace
 from factscope.hooks.trace import EditFn
 from factscope.models.adapter import ModelAdapter
+from factscope.models.forward import cache_kwargs, returned_cache
 
 
 class _CachedLayer(nn.Module):
@@ -95,7 +96,7 @@ class SuffixRunner:
             kwargs = self._kwargs(prefix_ids, prefix_mask, (prefix_mask.cumsum(1) - 1).clamp(min=0))
             with torch.no_grad():
                 out = self.model(**kwargs, use_cache=True)
-            self.cache = out.past_key_values
+            self.cache = returned_cache(out)
         suffix_ids, suffix_mask = pad_rows([list(q[s:]) for q, s in zip(seqs, self.split)], pad)
         self.input_ids = suffix_ids.to(device)
         self.attention_mask = torch.cat([prefix_mask, suffix_mask], dim=1).to(device)
@@ -117,7 +118,7 @@ class SuffixRunner:
     def _suffix_kwargs(self) -> dict[str, Any]:
         kwargs = self._kwargs(self.input_ids, self.attention_mask, self.positions)
         if self.cache is not None:
-            kwargs["past_key_values"] = copy.deepcopy(self.cache)
+            kwargs.update(cache_kwargs(self.adapter.model, copy.deepcopy(self.cache)))
             kwargs["use_cache"] = True
         else:
             kwargs["use_cache"] = False

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from factscope.models.adapter import ModelAdapter
+from factscope.models.forward import cache_kwargs, returned_cache
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,11 @@ def _generate_batch(adapter: ModelAdapter, prompts: list[str], config: Generatio
     step_ids, step_pos = ids, positions
     out_tokens = [ids]
     for _ in range(max(0, steps)):
-        kwargs = {"input_ids": step_ids, "attention_mask": mask, "past_key_values": past, "use_cache": True}
+        kwargs = {"input_ids": step_ids, "attention_mask": mask, "use_cache": True, **cache_kwargs(adapter.model, past)}
         if use_positions:
             kwargs["position_ids"] = step_pos
         out = adapter.model(**kwargs)
-        past = out.past_key_values
+        past = returned_cache(out)
         logits = out.logits[:, -1].float()
         top = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1)
         probs = torch.softmax(top.values, dim=-1)

@@ -29,6 +29,7 @@ from factscope.hooks import Site, SiteTrace, replace_positions
 from factscope.localize.attributes import attributes_rate_batch
 from factscope.localize.lens import PositionOutOfRangeError
 from factscope.models.adapter import ModelAdapter
+from factscope.models.forward import cache_kwargs, returned_cache
 
 KNOCKOUT_KINDS = ("mlp", "attn")
 
@@ -89,10 +90,10 @@ def knockout_states(
     model_kwargs: dict[str, Any] = {}
     if reuse_prefix and position > 0:
         prefix = torch.tensor([ids[:position]], device=device)
-        cache = adapter.model(input_ids=prefix, use_cache=True).past_key_values
+        cache = returned_cache(adapter.model(input_ids=prefix, use_cache=True))
         cache.batch_repeat_interleave(n)
         input_ids = torch.tensor([ids[position:]], device=device).expand(n, -1)
-        model_kwargs = {"past_key_values": cache, "use_cache": True}
+        model_kwargs = {"use_cache": True, **cache_kwargs(adapter.model, cache)}
         local = 0
     else:
         input_ids = torch.tensor([ids], device=device).expand(n, -1)

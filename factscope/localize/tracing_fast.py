@@ -35,6 +35,7 @@ from factscope.hooks import Site, SiteTrace
 from factscope.localize.tracing import TracePlan, window_layers
 from factscope.localize.tracing_runs import CleanRun, CorruptedRun, clean_run, corrupted_run, target_probs
 from factscope.models.adapter import ModelAdapter
+from factscope.models.forward import cache_kwargs, returned_cache
 
 
 class _PrefixKV:
@@ -108,8 +109,8 @@ class LayerStepper:
         if start == 0:
             feed: dict[str, Any] = {"input_ids": self.input_ids, "use_cache": False}
         else:
-            prefix = model(input_ids=self.input_ids[:, :start], use_cache=True).past_key_values
-            feed = {"input_ids": self.input_ids[:, start:], "past_key_values": prefix, "use_cache": True}
+            prefix = returned_cache(model(input_ids=self.input_ids[:, :start], use_cache=True))
+            feed = {"input_ids": self.input_ids[:, start:], "use_cache": True, **cache_kwargs(model, prefix)}
         handles = [
             adapter.module(Site("resid", l)).register_forward_pre_hook(make_hook(l), with_kwargs=True)
             for l in range(adapter.n_layers)

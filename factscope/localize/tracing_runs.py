@@ -20,6 +20,7 @@ import torch
 
 from factscope.hooks import Site, SiteTrace, add_at_positions
 from factscope.models.adapter import ModelAdapter
+from factscope.models.forward import cache_kwargs, returned_cache
 
 TRACED_SITES = ("resid", "mlp", "attn")
 
@@ -105,7 +106,7 @@ def corrupted_run(
         handle.remove()
     layer_inputs = [first_input[0]] + [tr[Site("resid", l)] for l in range(n)]
     sites = {k: [tr[Site(k, l)] for l in range(n)] for k in read_kinds}
-    kv = _cache_tensors(out.past_key_values, n, input_ids.shape[1]) if keep_cache else None
+    kv = _cache_tensors(returned_cache(out), n, input_ids.shape[1]) if keep_cache else None
     probs = torch.softmax(out.logits[:, -1].float(), dim=-1)[:, target_id]
     return CorruptedRun(
         layer_inputs=layer_inputs,
