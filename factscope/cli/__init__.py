@@ -11,6 +11,7 @@ command group is a new module here, with no central list to edit.
 from __future__ import annotations
 
 import importlib
+import sys
 import pkgutil
 
 import typer
@@ -47,6 +48,22 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# click's UsageError (typer vendors click; BadParameter, which typer exports, derives from it).
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors print one ``error:`` line and exit 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="factscope", standalone_mode=False)
+    except _UsageError as err:
+        if not err.format_message():  # no arguments at all: the help was printed already
+            sys.exit(err.exit_code)
+        where = f" (see `{err.ctx.command_path} --help`)" if err.ctx is not None else ""
+        typer.secho(f"error: {err.format_message()}{where}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
