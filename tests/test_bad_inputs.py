@@ -252,3 +252,16 @@ def test_bad_input_exits_2_with_a_clean_message(ws: dict[str, Path], argv: list[
     assert isinstance(result.exception, SystemExit) or result.exception is None, repr(result.exception)
     assert result.exit_code == 2, output
     assert expected.replace("{{}}", "{}") in " ".join(output.split()), output
+
+
+@pytest.mark.parametrize("args", [["predict", "x", "--k", "0"], ["predict", "x", "--k", "abc"], ["no-such-command"],
+                                  ["evaluate", "--editor", "rome", "--out", "x", "--group", "0"]])
+def test_usage_errors_of_the_console_script_are_one_line(args):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from factscope.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=120)
+    lines = [l for l in done.stderr.splitlines() if l.strip()]
+    assert done.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in done.stderr, done.stderr
