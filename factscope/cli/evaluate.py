@@ -118,7 +118,7 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
                      overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
                      model: ModelSpec) -> None:
     from factscope.datasets import DatasetFormatError, load_cases
-    from factscope.evaluate.editors import UnknownEditorError, named_editor
+    from factscope.evaluate.editors import UnknownEditorError, dataset_editor_kwargs, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
     from factscope.evaluate.runner import RunConfig, RunConfigError, run_evaluation
     from factscope.evaluate.supplements import SupplementConfig, dataset_key
@@ -135,6 +135,7 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
     try:
         # A batch edit of many facts takes long: show its own progress (value chunks, layers).
         extra = {"progress": True} if mode == "batch" and editor != "none" else {}
+        extra.update(dataset_editor_kwargs(editor.lower(), data, fmt, overrides))  # RETS: K_r from --data's records
         editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides, **extra)
     except (UnknownEditorError, ValueError) as err:
         fail(str(err))

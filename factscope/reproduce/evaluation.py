@@ -46,7 +46,7 @@ def evaluate_editor(
     generation: bool | None = None,
 ) -> Any:
     """Run (or resume) one editor over ``cases`` into ``folder``; returns its ``RunStats``."""
-    from factscope.evaluate.editors import named_editor
+    from factscope.evaluate.editors import dataset_editor_kwargs, named_editor
     from factscope.evaluate.runner import RunConfig, run_evaluation
     from factscope.evaluate.summary import summarize_run
     from factscope.evaluate.supplements import SupplementConfig, dataset_key
@@ -61,7 +61,8 @@ def evaluate_editor(
         supplement=SupplementConfig(seed=ctx.seed, corpus=str(ctx.data.path("corpus"))).to_dict(),
     )
     idf = load_idf(ctx.data.path("corpus")) if generation else None
-    run_evaluation(ctx.adapter, cases, named_editor(editor, **kwargs), config, folder, all_cases=all_cases, idf=idf,
+    editor_fn = named_editor(editor, **kwargs, **dataset_editor_kwargs(editor, data_path, fmt, kwargs))
+    run_evaluation(ctx.adapter, cases, editor_fn, config, folder, all_cases=all_cases, idf=idf,
                    progress=ctx.progress)
     return summarize_run(folder)
 
