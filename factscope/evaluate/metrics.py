@@ -56,10 +56,11 @@ from typing import Any
 from factscope.datasets.records import Case, EditCase, ZsreCase
 from factscope.evaluate.generation import GenerationConfig, generate_texts
 from factscope.evaluate.supplements import CaseSupplement
-from factscope.evaluate.targets import TargetScore, next_token_logprobs, score_targets
+from factscope.evaluate.targets import TargetScore, score_targets
 from factscope.evaluate.text_metrics import Idf, ngram_entropy, tfidf_cosine
 from factscope.datasets.supplements import case_seed
 from factscope.models.adapter import ModelAdapter
+from factscope.scoring import next_token_logprobs
 
 COUNTERFACT_METRICS = (
     "efficacy", "efficacy_magnitude", "generalization", "generalization_magnitude",

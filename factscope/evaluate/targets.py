@@ -208,17 +208,6 @@ def _forward_logits(adapter: ModelAdapter, ids: torch.Tensor, mask: torch.Tensor
 REFERENCE_TOP_K = 20  # evaluate_rs.py's k
 
 
-@torch.no_grad()
-def next_token_logprobs(adapter: ModelAdapter, prompts: Sequence[str]) -> torch.Tensor:
-    """``[len(prompts), vocab]`` log-probabilities of the next token after each prompt (one left-padded batch)."""
-    if not prompts:
-        return torch.zeros(0, 0)
-    enc = adapter.tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
-    ids, mask = enc["input_ids"].to(adapter.device), enc["attention_mask"].to(adapter.device)
-    logits = _forward_logits(adapter, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0))
-    return torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
-
-
 def pick_reference_o2(logits: torch.Tensor, decode, *, k: int = REFERENCE_TOP_K) -> list[int]:  # type: ignore[no-untyped-def]
     """The reference rule's o2 per row of next-token ``logits`` (``[n, vocab]``): the first of the
     top-``k`` tokens whose text (``decode(id)``, spaces stripped) is neither blank nor a stop word;
@@ -236,6 +225,8 @@ def reference_o2(adapter: ModelAdapter, prompts: Sequence[str], *, k: int = REFE
     """``(token id, token text)`` of the reference o2 of each prompt on the current (unedited) model."""
     if not prompts:
         return []
+    from factscope.scoring import next_token_logprobs
+
     tokenizer = adapter.tokenizer
-    ids = pick_reference_o2(next_token_logprobs(adapter, prompts), lambda t: tokenizer.decode([t]), k=k)
+    ids = pick_reference_o2(next_token_logprobs(adapter, list(prompts)), lambda t: tokenizer.decode([t]), k=k)
     return [(t, tokenizer.decode([t])) for t in ids]
