@@ -159,3 +159,28 @@ def test_evaluate_passes_its_counterfact_file_to_rets(cf) -> None:
     assert dataset_editor_kwargs("rome", path, "counterfact", {}) == {}
     assert dataset_editor_kwargs("rets", path, "counterfact", {"constraint_source": "template"}) == {}
     assert dataset_editor_kwargs("rets", path, "counterfact", {"constraint_records": "x.json"}) == {}
+
+
+def test_demo_picks_other_relation_prompts_with_a_content_word_next() -> None:
+    from factscope.cli.demo import other_relation_candidates, side_effect_prompts
+    from factscope.cli.edit import example_facts
+    from factscope.scoring import continuation_ids
+
+    fact = example_facts()[0]
+    candidates = other_relation_candidates(fact)
+    rw = fact["requested_rewrite"]
+    assert rw["prompt"].replace("{}", rw["subject"]) not in candidates and len(candidates) > len(fact["other_relation_prompts"])
+    assert all(rw["subject"] in c for c in candidates)
+    adapter = tiny_adapter("gpt2")
+    objects = [rw["target_new"]["str"], rw["target_true"]["str"]]
+    chosen = side_effect_prompts(adapter, candidates, objects, k=3)
+    logprobs = next_token_logprobs(adapter, candidates)
+    for prompt, token in chosen:
+        assert token == int(logprobs[candidates.index(prompt)].argmax())
+        assert not is_reference_stopword(adapter.tokenizer.decode([token]))
+        assert all(token != continuation_ids(adapter.tokenizer, prompt, o)[0] for o in objects)
+    skipped = [c for c in candidates[: candidates.index(chosen[-1][0])] if c not in dict(chosen)] if chosen else candidates
+    for prompt in skipped:  # every earlier candidate left out had a stop word or an object next
+        top = int(logprobs[candidates.index(prompt)].argmax())
+        assert is_reference_stopword(adapter.tokenizer.decode([top])) or any(
+            top == continuation_ids(adapter.tokenizer, prompt, o)[0] for o in objects)
