@@ -139,7 +139,7 @@ def render_markdown(runs: Sequence[RunStats], r_spec_rule: str = "both") -> str:
                     yield [f"{p} edit", _n_cell(run, p)], [_cell(run, c, p) for c in PERSPECTIVE_COLUMNS]
 
         p_rows.header = ["Edited knowledge", "n"]  # type: ignore[attr-defined]
-        out += _table("Entity vs relation knowledge (seed 001 Tables 1-2; %, exact match)", with_rel, PERSPECTIVE_COLUMNS, p_rows)
+        out += _table("Entity vs relation knowledge (seed 001 Tables 1-2; %, exact match and token accuracy)", with_rel, PERSPECTIVE_COLUMNS, p_rows)
         both = [r for r in with_rel if {"entity", "relation"} <= set(r.stats)]
         if both:
 
