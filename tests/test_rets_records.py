@@ -50,6 +50,7 @@ def test_prompts_leave_out_every_record_of_the_edited_subject_and_are_seeded(rec
     assert two == record_constraint_prompts(records, REQUEST, 2, seed=1) and len(two) == 2
     samples = {tuple(record_constraint_prompts(records, REQUEST, 2, seed=s)) for s in range(8)}
     assert len(samples) > 1  # the seed chooses the sample
+    assert len(record_constraint_prompts(records, REQUEST, 500, keep_own=True)) == 6  # the authors' code: every record
     other = EditRequest("{} was born in", "Jean Gabin", "Paris")
     assert "Jean Gabin is a citizen of" not in record_constraint_prompts(records, other, 500)
 

@@ -232,13 +232,14 @@ def default_constraint_records() -> list[ConstraintRecord]:
 
 
 def record_constraint_prompts(records: Sequence[ConstraintRecord], request: EditRequest, n: int, *,
-                              seed: int = 0) -> list[str]:
+                              seed: int = 0, keep_own: bool = False) -> list[str]:
     """Up to ``n`` filled rewrite prompts of records whose subject is not the request's.
 
     The records are put in a seeded order (the same for every request) and the first
     ``n`` of other subjects are kept, in file order; a prompt that repeats is kept once.
+    ``keep_own``: the request's subject's records count too (as the authors' code).
     """
-    own = request.subject.strip().lower()
+    own = None if keep_own else request.subject.strip().lower()
     generator = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(records), generator=generator).tolist()
     kept = [i for i in order if records[i].subject.lower() != own][: max(0, n)]

@@ -15,7 +15,8 @@ Eq. 11-14: store ``(k*, v*)`` read at the last prompt token ``p_r`` of layer ``l
   (``n_constraint_records``, seeded by ``constraint_seed``). Records come from
   ``constraint_records`` (a COUNTERFACT / known_1000 file; ``factscope evaluate``
   passes the evaluation file) or, without one, the shipped pool (example facts and
-  ``data/rets_constraint_prompts.json``).
+  ``data/rets_constraint_prompts.json``). The edited subject's own records are
+  left out unless ``constraint_keep_own`` (the authors' code keeps them).
 * ``template``: the request's own template filled with ``n_constraint_subjects``
   other subjects (the earlier default; ``constraint_pool`` / ``constraint_templates``).
 """
@@ -64,6 +65,8 @@ class RETSHyperParams(EditHyperParams):
     constraint_records: str = hp("", "records: a COUNTERFACT / known_1000 JSON file (evaluate passes its data file). "
                                      "Empty: the shipped pool (example facts and data/rets_constraint_prompts.json).")
     n_constraint_records: int = hp(500, "records: number of records (other subjects only) whose keys form K_r.")
+    constraint_keep_own: bool = hp(False, "records: keep the edited subject's own records in K_r (the authors' code uses "
+                                          "every record of its file, one K_r for all edits).")
     n_constraint_subjects: int = hp(30, "template: number of other subjects whose keys form K_r.")
     constraint_seed: int = hp(0, "Seed for choosing the constraint subjects from the pool.")
     constraint_pool: str = hp("", "JSON file of constraint subjects: a list of names, or known_1000/COUNTERFACT records "
@@ -102,7 +105,8 @@ def _prepare(adapter: ModelAdapter, requests: Sequence[EditRequest], hparams: RE
         def keys_for(request: EditRequest) -> Callable[[int], torch.Tensor] | None:
             if hp_.no_subject_constraints or hp_.n_constraint_records <= 0:
                 return None
-            prompts = record_constraint_prompts(records, request, hp_.n_constraint_records, seed=hp_.constraint_seed)
+            prompts = record_constraint_prompts(records, request, hp_.n_constraint_records, seed=hp_.constraint_seed,
+                                                keep_own=hp_.constraint_keep_own)
             return lambda l: record_constraint_keys(adapter, prompts, l, lookup=hp_.lookup)
 
         return hp_, layer, requests, keys_for
