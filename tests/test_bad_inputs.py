@@ -198,6 +198,8 @@ CASES: list[tuple[str, list[str], str]] = [
     # evaluate / summarize
     ("evaluate-bad-mode", [*EVAL, "--out", "{root}/e", "--mode", "x", *G], "--mode must be one of"),
     ("evaluate-bad-perspective", [*EVAL, "--out", "{root}/e", "--perspective", "x", *G], "--perspective must be one of"),
+    ("evaluate-bad-relation-requests", [*EVAL, "--out", "{root}/e", "--relation-requests", "remove", *G], "--relation-requests must be one of"),
+    ("evaluate-rets-bad-constraint-source", ["evaluate", "--editor", "rets", "--out", "{root}/e", "--set", "constraint_source=x", *G], "constraint_source must be one of"),
     ("evaluate-threads-zero", [*EVAL, "--out", "{root}/e", "--threads", "0", *G], "--threads"),
     ("evaluate-threads-negative", [*EVAL, "--out", "{root}/e", "--threads", "-2", *G], "--threads"),
     ("evaluate-n-zero", [*EVAL, "--out", "{root}/e", "--n", "0", *G], "--n"),
@@ -218,6 +220,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("evaluate-out-is-file", [*EVAL, "--out", "{file}", *G], "is a file"),
     ("evaluate-out-unwritable", [*EVAL, "--out", "/proc/factscope-x/run", *G], "cannot write"),
     ("summarize-no-runs", ["summarize", "{empty_dir}"], "No run folders"),
+    ("summarize-bad-r-spec-rule", ["summarize", "{run_bad_line}", "--r-spec-rule", "mine"], "--r-spec-rule must be one of"),
     ("summarize-damaged-line", ["summarize", "{run_bad_line}", "--out", "{root}/s"], "results.jsonl: line at byte"),
     ("summarize-damaged-manifest", ["summarize", "{run_bad_manifest}", "--out", "{root}/s"], "manifest.json is damaged"),
     ("summarize-out-is-file", ["summarize", "{run_bad_line}", "--out", "{file}"], "is a file"),

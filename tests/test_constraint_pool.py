@@ -48,11 +48,11 @@ def test_rets_reads_the_pool_before_any_work(tmp_path) -> None:
     adapter = tiny_adapter("llama")
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
     with pytest.raises(SubjectPoolError):
-        edit(adapter, REQUEST, editor="rets", layer=2, constraint_pool=str(tmp_path / "missing.json"))
+        edit(adapter, REQUEST, editor="rets", layer=2, constraint_source="template", constraint_pool=str(tmp_path / "missing.json"))
     assert all((v == before[k]).all() for k, v in adapter.model.state_dict().items())
     path = tmp_path / "pool.json"
     path.write_text(json.dumps([{"subject": "Jean Gabin", "relation_id": "P103"}, {"subject": "Toyota", "relation_id": "P17"}]))
-    delta = edit(adapter, REQUEST, editor="rets", layer=2, constraint_pool=str(path), v_steps=2, context_lengths=[[3, 1]],
+    delta = edit(adapter, REQUEST, editor="rets", layer=2, constraint_source="template", constraint_pool=str(path), v_steps=2, context_lengths=[[3, 1]],
                  mom2_n_tokens=64)
     assert delta.metadata["n_subject_constraints"] == 1
 
@@ -68,7 +68,7 @@ def test_relation_templates_add_constraint_keys(tmp_path) -> None:
 
     assert load_relation_templates(path) == {"P103": ["{} is a native speaker of", "The native language of {} is"]}
     adapter = tiny_adapter("llama")
-    fast = dict(layer=2, v_steps=2, context_lengths=[[3, 1]], mom2_n_tokens=64, constraint_pool=str(path))
+    fast = dict(layer=2, v_steps=2, context_lengths=[[3, 1]], mom2_n_tokens=64, constraint_source="template", constraint_pool=str(path))
     own = edit(adapter, REQUEST, editor="rets", **fast)
     both = edit(adapter, REQUEST, editor="rets", constraint_templates="pool", **fast)
     assert own.metadata["n_subject_constraints"] == 3  # 3 other P103 subjects × the request's template

@@ -5,7 +5,9 @@ Usage::
     factscope evaluate --editor rome --data ../shared/data/counterfact/counterfact_500.json --n 20 --out runs/rome
     factscope evaluate --editor rets --set subject_constraints=false --label "RETS w/o SC" ... --out runs/rets-nosc
     factscope evaluate --editor none --data ... --out runs/none          # the unedited model
-    factscope summarize runs/* --plot
+    factscope evaluate --editor rome --perspective relation --relation-requests add ... --out runs/rome-rel-add
+    factscope evaluate --editor rome --perspective relation --set requests_solve=joint ... --out runs/rome-rel-joint
+    factscope summarize runs/* --plot --r-spec-rule both        # R-Specificity: ours and the reference rule
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def evaluate(
     mode: Annotated[str, typer.Option(help="single | batch | sequential.")] = "single",
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Facts per edit in batch mode (default: all).")] = None,
     perspective: Annotated[str, typer.Option(help="entity | relation | both: which knowledge the edit rewrites.")] = "entity",
+    relation_requests: Annotated[str, typer.Option("--relation-requests", help="Relation edits: add+remove (both requests; "
+                                                   "ROME applies them in turn, --set requests_solve=joint solves them "
+                                                   "together) or add (the add request alone).")] = "add+remove",
     no_generation: Annotated[bool, typer.Option("--no-generation", help="Skip Fluency and Consistency (text generation).")] = False,
     hparams: Annotated[Optional[Path], typer.Option(help="Editor hyperparameters (YAML/JSON).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Editor hyperparameter override KEY=VALUE (repeatable).")] = [],
@@ -64,13 +69,15 @@ def evaluate(
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
-    from factscope.evaluate.runner import MODES, PERSPECTIVES
+    from factscope.evaluate.runner import MODES, PERSPECTIVES, RELATION_REQUESTS
     from factscope.io_utils import FolderLock, LockedError
 
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
     if perspective not in PERSPECTIVES:
         fail(f"--perspective must be one of {', '.join(PERSPECTIVES)}, got {perspective!r}.")
+    if relation_requests not in RELATION_REQUESTS:
+        fail(f"--relation-requests must be one of {', '.join(RELATION_REQUESTS)}, got {relation_requests!r}.")
     check_input_file(data, "--data")
     check_input_file(corpus, "--corpus")
     check_hparams_file(hparams)
@@ -86,7 +93,7 @@ def evaluate(
         fail(str(err))
     try:
         _evaluate_locked(editor, out, data, format, n, mode, batch_size, perspective, no_generation, hparams,
-                         overrides, label, seed, corpus, group, model)
+                         overrides, label, seed, corpus, group, model, relation_requests)
     finally:
         lock.release()
         if created and [p.name for p in out.iterdir()] == [lock.path.name]:  # refused before anything was written
@@ -116,9 +123,9 @@ def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, An
 def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, n: Optional[int], mode: str,
                      batch_size: Optional[int], perspective: str, no_generation: bool, hparams: Optional[Path],
                      overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
-                     model: ModelSpec) -> None:
+                     model: ModelSpec, relation_requests: str = "add+remove") -> None:
     from factscope.datasets import DatasetFormatError, load_cases
-    from factscope.evaluate.editors import UnknownEditorError, named_editor
+    from factscope.evaluate.editors import UnknownEditorError, dataset_editor_kwargs, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
     from factscope.evaluate.runner import RunConfig, RunConfigError, run_evaluation
     from factscope.evaluate.supplements import SupplementConfig, dataset_key
@@ -135,6 +142,7 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
     try:
         # A batch edit of many facts takes long: show its own progress (value chunks, layers).
         extra = {"progress": True} if mode == "batch" and editor != "none" else {}
+        extra.update(dataset_editor_kwargs(editor.lower(), data, fmt, overrides))  # RETS: K_r from --data's records
         editor_fn = named_editor(editor, str(hparams) if hparams else None, **overrides, **extra)
     except (UnknownEditorError, ValueError) as err:
         fail(str(err))
@@ -158,6 +166,7 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
         seed=seed,
         dataset_key=dataset_key(data, fmt),
         supplement=supplement.to_dict(),
+        relation_requests=None if relation_requests == "add+remove" else relation_requests,
     )
     idf = None
     if not no_generation:
@@ -179,6 +188,8 @@ def summarize(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by `factscope evaluate`.")],
     out: Annotated[Optional[Path], typer.Option(help="Folder for summary.{md,csv,json,png} (default: <first run's parent>/summary).")] = None,
     plot: Annotated[bool, typer.Option("--plot", help="Also write a bar chart PNG.")] = False,
+    r_spec_rule: Annotated[str, typer.Option("--r-spec-rule", help="R-Specificity shown: both | ours (content-word o2) | "
+                                             "reference (the RETS authors' evaluate_rs.py rule).")] = "both",
 ) -> None:
     """Side-by-side tables (RETS Table 3 layout) with 95 % CIs; writes Markdown, CSV and JSON."""
     from factscope.evaluate.summary import summarize_runs
@@ -186,6 +197,10 @@ def summarize(
 
     from factscope.evaluate.runlog import CorruptRunError
 
+    from factscope.evaluate.summary import R_SPEC_RULES
+
+    if r_spec_rule not in R_SPEC_RULES:
+        fail(f"--r-spec-rule must be one of {', '.join(R_SPEC_RULES)}, got {r_spec_rule!r}.")
     folders = [r for r in runs if (r / "manifest.json").is_file()]
     skipped = [r for r in runs if r not in folders]
     for r in skipped:
@@ -198,7 +213,7 @@ def summarize(
         stats = summarize_runs(folders)
     except (CorruptRunError, KeyError, TypeError, ValueError) as err:
         fail(f"cannot summarize {', '.join(map(str, folders))}: {err}")
-    text = render_markdown(stats)
+    text = render_markdown(stats, r_spec_rule)
     typer.echo(text)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "summary.md").write_text(text)

@@ -1,9 +1,24 @@
-"""RETS subject constraints: keys of *other* subjects under the edited prompt template.
+"""RETS subject constraints: keys of *other* subjects, from records (the authors') or the edited template.
 
 Usage::
 
-    subjects = constraint_subjects(request, n=30, seed=0)            # other subjects, seeded sample
+    records = load_constraint_records("counterfact_500.json")        # or default_constraint_records()
+    prompts = record_constraint_prompts(records, request, n=500, seed=0)  # other subjects' rewrite prompts
+    K_r = record_constraint_keys(adapter, prompts, layer=22)          # [n, d_mlp], bare last-token keys
+
+    subjects = constraint_subjects(request, n=30, seed=0)            # the per-template pool (older default)
     K_r = constraint_keys(adapter, request, layer=22, subjects=subjects)   # [n, d_mlp]
+
+``records`` (RETS's ``constraint_source`` default): as the authors' released code
+(``compute_ur.get_rel_cov_from_known``) builds ``K_r``: every record's rewrite
+prompt filled with its own subject, all relations mixed, one bare-prompt key at the
+last token each, added as ``K_rᵀK_r`` unnormalised to ``C``. Here every record of
+the edited subject is left out and the records are a seeded sample of size ``n``.
+With no records file the shipped default is the example facts' rewrite prompts
+plus ``data/rets_constraint_prompts.json`` (canonical templates of every relation
+filled with well-known subjects of its type).
+
+``template``: the per-template pool described below.
 
 RETS (seed 000, eq. 12) adds ``‖W̃ K_r − V_r‖²`` to ROME's objective, where the
 columns of ``K_r`` are down-projection inputs at the last prompt token of prompts
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -35,7 +51,7 @@ import torch
 
 from factscope.datasets._io import read_json_list
 from factscope.datasets.errors import DatasetFormatError
-from factscope.edit.keys import site_at_lookup
+from factscope.edit.keys import PromptRow, read_at_rows, site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.hooks import Site
 from factscope.models.adapter import ModelAdapter
@@ -171,3 +187,100 @@ def constraint_keys(
         others = [EditRequest(template, s, request.target_new) for s in subjects]
         keys.append(site_at_lookup(adapter, others, [site], lookup=lookup)[site])
     return torch.cat(keys)
+
+
+@dataclass(frozen=True)
+class ConstraintRecord:
+    """One fact of a ``K_r`` records pool: a rewrite template (``{}`` = subject) and its subject."""
+
+    subject: str
+    template: str
+    relation_id: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        return self.template.replace("{}", self.subject, 1)
+
+
+def _records_of(records: list, where: str) -> list[ConstraintRecord]:
+    found = []
+    for index, record in enumerate(records):
+        fact = _fact(record) if isinstance(record, dict) else {}
+        subject, template = fact.get("subject"), fact.get("prompt", fact.get("template"))
+        if not isinstance(subject, str) or not subject.strip() or not isinstance(template, str) or template.count("{}") != 1:
+            raise SubjectPoolError(f"{where}, record {index}: needs a 'subject' and a 'prompt' (or 'template') with one '{{}}'.")
+        relation = fact.get("relation_id")
+        found.append(ConstraintRecord(subject.strip(), template, relation if isinstance(relation, str) else None))
+    if not found:
+        raise SubjectPoolError(f"{where} holds no records.")
+    return found
+
+
+def load_constraint_records(path: str | Path) -> list[ConstraintRecord]:
+    """Facts of a COUNTERFACT / known_1000 file (or of records ``{subject, prompt, relation_id}``)."""
+    path = Path(path)
+    return _records_of(_json_list(path, "Constraint records"), f"Constraint records {path}")
+
+
+def default_constraint_records() -> list[ConstraintRecord]:
+    """The shipped pool: the example facts' rewrite prompts, then ``data/rets_constraint_prompts.json``."""
+    found: list[ConstraintRecord] = []
+    for name in ("example_facts.json", "rets_constraint_prompts.json"):
+        text = resources.files("factscope").joinpath(f"data/{name}").read_text(encoding="utf-8")
+        found += _records_of(json.loads(text), f"factscope/data/{name}")
+    return list(dict.fromkeys(found))
+
+
+def record_constraint_prompts(records: Sequence[ConstraintRecord], request: EditRequest, n: int, *,
+                              seed: int = 0, keep_own: bool = False) -> list[str]:
+    """Up to ``n`` filled rewrite prompts of records whose subject is not the request's.
+
+    The records are put in a seeded order (the same for every request) and the first
+    ``n`` of other subjects are kept, in file order; a prompt that repeats is kept once.
+    ``keep_own``: the request's subject's records count too (as the authors' code).
+    """
+    own = None if keep_own else request.subject.strip().lower()
+    generator = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(len(records), generator=generator).tolist()
+    kept = [i for i in order if records[i].subject.lower() != own][: max(0, n)]
+    return list(dict.fromkeys(records[i].prompt for i in sorted(kept)))
+
+
+_KEY_CACHE: dict[tuple, torch.Tensor] = {}
+_KEY_CACHE_LIMIT = 20_000  # keys kept per process (a few hundred per evaluation file)
+
+
+def _state_token(adapter: ModelAdapter, layer: int) -> tuple:
+    """Model identity for the key cache: fingerprint, and the MLP down-projections up to ``layer``
+    (so keys read on a model edited below the layer, e.g. in sequential runs, are not reused)."""
+    with torch.no_grad():
+        sums = tuple(round(float(adapter.mlp_down_weight(l).matrix.float().sum()), 6) for l in range(layer))
+    return adapter.fingerprint, layer, sums
+
+
+def _prompt_keys(adapter: ModelAdapter, prompts: Sequence[str], layer: int, lookup: str) -> dict[str, torch.Tensor]:
+    """Bare keys of each prompt at its last token (``lookup='last'`` only: records carry no lookup subject)."""
+    if lookup != "last":
+        raise ValueError("constraint_source=records reads keys at the last token; use lookup=last or constraint_source=template.")
+    state = _state_token(adapter, layer)
+    found = {p: _KEY_CACHE[(state, p)] for p in dict.fromkeys(prompts) if (state, p) in _KEY_CACHE}
+    missing = [p for p in dict.fromkeys(prompts) if p not in found]
+    if missing:
+        # The prompt as the authors read it: tokenized whole (the tokenizer's own BOS), key at its last token.
+        site = Site("mlp_key", layer)
+        token_ids = [adapter.tokenizer(p)["input_ids"] for p in missing]
+        rows = [PromptRow(list(ids), len(ids) - 1, i, 0) for i, ids in enumerate(token_ids)]
+        keys = read_at_rows(adapter, rows, [site])[site]
+        if len(_KEY_CACHE) + len(missing) > _KEY_CACHE_LIMIT:
+            _KEY_CACHE.clear()
+        for prompt, key in zip(missing, keys):
+            found[prompt] = _KEY_CACHE[(state, prompt)] = key
+    return found
+
+
+def record_constraint_keys(adapter: ModelAdapter, prompts: Sequence[str], layer: int, *, lookup: str = "last") -> torch.Tensor:
+    """``[len(prompts), d]`` bare keys at the last token of each prompt (cached per model, layer and prompt)."""
+    if not prompts:
+        return torch.zeros(0, adapter.mlp_down_weight(layer).matrix.shape[1])
+    keys = _prompt_keys(adapter, prompts, layer, lookup)
+    return torch.stack([keys[p] for p in prompts])

@@ -8,7 +8,17 @@ Usage::
 Eq. 11-14: store ``(k*, v*)`` read at the last prompt token ``p_r`` of layer ``l_e``
 (≈ 75 % of depth: GPT2-XL 36/48, GPT-J 18/28, Llama-2 23/32) with
 ``W̃ = W + Λ ((C + K_r K_rᵀ)⁻¹ k*)ᵀ``, where ``K_r`` holds keys of other subjects
-under the same template (see ``constraints.py``).
+(see ``constraints.py``). ``constraint_source``:
+
+* ``records`` (default, as the authors' ``compute_ur.py``): the rewrite prompts of
+  other subjects' records, all relations, one bare last-token key each
+  (``n_constraint_records``, seeded by ``constraint_seed``). Records come from
+  ``constraint_records`` (a COUNTERFACT / known_1000 file; ``factscope evaluate``
+  passes the evaluation file) or, without one, the shipped pool (example facts and
+  ``data/rets_constraint_prompts.json``). The edited subject's own records are
+  left out unless ``constraint_keep_own`` (the authors' code keeps them).
+* ``template``: the request's own template filled with ``n_constraint_subjects``
+  other subjects (the earlier default; ``constraint_pool`` / ``constraint_templates``).
 """
 
 from __future__ import annotations
@@ -20,8 +30,9 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from factscope.edit.constraints import (PoolEntry, constraint_keys, constraint_subjects, load_relation_templates,
-                                        load_subject_pool)
+from factscope.edit.constraints import (PoolEntry, constraint_keys, constraint_subjects, default_constraint_records,
+                                        load_constraint_records, load_relation_templates, load_subject_pool,
+                                        record_constraint_keys, record_constraint_prompts)
 from factscope.edit.delta import WeightDelta
 from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
 from factscope.edit.keys import lookup_index
@@ -29,6 +40,9 @@ from factscope.edit.request import EditRequest
 from factscope.edit.rome import rank_one_edit, rank_one_edits
 from factscope.edit.sequential import edit_sequentially
 from factscope.models.adapter import ModelAdapter
+
+
+CONSTRAINT_SOURCES = ("records", "template")
 
 
 @dataclass
@@ -46,7 +60,14 @@ class RETSHyperParams(EditHyperParams):
     lookup: str = hp("last", "Lookup token: last (the last relation token, RETS) or subject_last.")
     store_at: str = hp("bare", "Key at which W'k = v* holds exactly: bare (the bare prompt's key) or mean (k*).")
     no_subject_constraints: bool = hp(False, "Ablation 'w/o SC': leave K_r out (plain ROME at the relation token).")
-    n_constraint_subjects: int = hp(30, "Number of other subjects whose keys form K_r.")
+    constraint_source: str = hp("records", "K_r from: records (other subjects' rewrite prompts, all relations, as the "
+                                           "authors' code) or template (the request's template, other subjects).")
+    constraint_records: str = hp("", "records: a COUNTERFACT / known_1000 JSON file (evaluate passes its data file). "
+                                     "Empty: the shipped pool (example facts and data/rets_constraint_prompts.json).")
+    n_constraint_records: int = hp(500, "records: number of records (other subjects only) whose keys form K_r.")
+    constraint_keep_own: bool = hp(False, "records: keep the edited subject's own records in K_r (the authors' code uses "
+                                          "every record of its file, one K_r for all edits).")
+    n_constraint_subjects: int = hp(30, "template: number of other subjects whose keys form K_r.")
     constraint_seed: int = hp(0, "Seed for choosing the constraint subjects from the pool.")
     constraint_pool: str = hp("", "JSON file of constraint subjects: a list of names, or known_1000/COUNTERFACT records "
                                   "(the request's relation is then preferred). Empty: the built-in pool.")
@@ -55,6 +76,14 @@ class RETSHyperParams(EditHyperParams):
 
     def validate(self) -> None:
         super().validate()
+        if self.constraint_source not in CONSTRAINT_SOURCES:
+            raise ValueError(f"constraint_source must be one of {', '.join(CONSTRAINT_SOURCES)}, got {self.constraint_source!r}.")
+        if self.constraint_source == "records" and self.lookup != "last" and not self.no_subject_constraints:
+            raise ValueError("constraint_source=records reads keys at the last token: use lookup=last, or constraint_source=template.")
+        if self.constraint_source == "records" and (self.constraint_pool or self.constraint_templates != "own"):
+            raise ValueError("constraint_pool and constraint_templates apply to constraint_source=template; set it too.")
+        if self.n_constraint_records < 0 or self.n_constraint_subjects < 0:
+            raise ValueError("n_constraint_records and n_constraint_subjects must be at least 0.")
         if self.constraint_templates not in ("own", "pool"):
             raise ValueError("constraint_templates must be 'own' or 'pool'.")
         if self.constraint_templates == "pool" and not self.constraint_pool:
@@ -70,6 +99,17 @@ def _prepare(adapter: ModelAdapter, requests: Sequence[EditRequest], hparams: RE
     requests = [r.validate(adapter) for r in requests]
     for r in requests:
         lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
+    if hp_.constraint_source == "records":
+        records = load_constraint_records(hp_.constraint_records) if hp_.constraint_records else default_constraint_records()
+
+        def keys_for(request: EditRequest) -> Callable[[int], torch.Tensor] | None:
+            if hp_.no_subject_constraints or hp_.n_constraint_records <= 0:
+                return None
+            prompts = record_constraint_prompts(records, request, hp_.n_constraint_records, seed=hp_.constraint_seed,
+                                                keep_own=hp_.constraint_keep_own)
+            return lambda l: record_constraint_keys(adapter, prompts, l, lookup=hp_.lookup)
+
+        return hp_, layer, requests, keys_for
     if subject_pool is None and hp_.constraint_pool:
         subject_pool = load_subject_pool(hp_.constraint_pool)  # read (and checked) before any work
     templates = load_relation_templates(hp_.constraint_pool) if hp_.constraint_templates == "pool" else {}

@@ -10,7 +10,15 @@ One request: the key ``k*`` (down-projection input at the lookup token, averaged
 context prefixes), δ from :func:`optimize_values` at the MLP output, then
 ``W' = W + Λ (C⁻¹k*)ᵀ`` with ``Λ = (v* − W k) / ((C⁻¹k*)ᵀ k)``; as in ROME's code
 ``k`` is the bare prompt's key (``store_at="bare"``, so ``W'k = v* = Wk + δ`` holds
-exactly on the prompt itself) or ``k*`` (``store_at="mean"``, the formula as written). Several requests are edited one after another (sequentially).
+exactly on the prompt itself) or ``k*`` (``store_at="mean"``, the formula as written).
+
+Several requests (``requests_solve``): ``sequential`` (default) edits them one after
+another, each on the model the previous ones edited; ``joint`` stores all of them
+in one least-squares update at the layer, ``Δ = R Kᵀ (λC + KKᵀ)⁻¹`` (``R`` = each
+request's δ, ``K`` = its key k*, ``λ`` = ``joint_lambda``): the relation
+perspective's add and remove requests share their key (both prompts read "The
+relation between s"), so a sequential edit lets the second overwrite the first,
+while the joint solve stores their mean there.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
 from factscope.edit.keys import lookup_index, site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.edit.sequential import edit_sequentially
-from factscope.edit.solvers import rank_one_from_residual
+from factscope.edit.solvers import least_squares_update, rank_one_from_residual
 from factscope.edit.values import optimize_values
 from factscope.hooks import Site
 from factscope.models.adapter import ModelAdapter
@@ -51,6 +59,16 @@ class ROMEHyperParams(EditHyperParams):
     layer: int | float = hp(0.25, "Edited layer: an index, or a fraction of depth (e.g. 0.25).")
     lookup: str = hp("subject_last", "Lookup token: subject_last (ROME) or last (last relation token).")
     store_at: str = hp("bare", "Key at which W'k = v* holds exactly: bare (the bare prompt's key, as ROME's code) or mean (k*).")
+    requests_solve: str = hp("sequential", "Several requests: sequential (one after another, as ROME) or joint (one "
+                                           "least-squares update R K^T (lambda C + K K^T)^-1 for all).")
+    joint_lambda: float = hp(1.0, "joint: weight lambda of the covariance C against the requests' keys.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.requests_solve not in ("sequential", "joint"):
+            raise ValueError(f"requests_solve must be 'sequential' or 'joint', got {self.requests_solve!r}.")
+        if not self.joint_lambda > 0:
+            raise ValueError("joint_lambda must be positive.")
 
 
 def hparams_store_at_bare(hparams: EditHyperParams) -> bool:
@@ -156,10 +174,42 @@ def rome_edit(
 ) -> WeightDelta:
     """ROME for each request in turn; returns one delta (the model is left unchanged)."""
     hp_, layer, requests = _prepare(adapter, requests, hparams, overrides)
+    if hp_.requests_solve == "joint" and len(requests) > 1:
+        return joint_rank_edit(adapter, requests, hp_, layer, hp_.lookup, corpus=corpus, progress=progress)
     return edit_sequentially(
         adapter, requests,
         lambda req: rank_one_edit(adapter, req, hp_, layer, hp_.lookup, corpus=corpus, editor="rome", progress=progress),
         metadata={"editor": "rome", "model_fingerprint": adapter.fingerprint},
+    )
+
+
+def joint_rank_edit(adapter: ModelAdapter, requests: Sequence[EditRequest], hparams: ROMEHyperParams, layer: int,
+                    lookup: str, *, corpus: Any = None, progress: bool = False) -> WeightDelta:
+    """All requests in one update ``Δ = R Kᵀ (λC + KKᵀ)⁻¹`` at ``layer`` (rank ≤ number of requests).
+
+    Keys k* and values δ as :func:`rank_one_edits` computes them on the unedited model."""
+    contexts = context_templates(adapter, hparams.context_lengths, seed=hparams.context_seed)
+    C = key_second_moment(adapter, layer, corpus=corpus, n_tokens=hparams.mom2_n_tokens, dtype=hparams.mom2_dtype,
+                          progress=progress)
+    key_site = Site("mlp_key", layer)
+    k_star = site_at_lookup(adapter, requests, [key_site], lookup=lookup, contexts=contexts)[key_site]
+    values = optimize_values(adapter, requests, layer, kinds=("mlp",), lookup=lookup, contexts=contexts,
+                             hparams=hparams, progress=progress)
+    U, V = least_squares_update(values.delta["mlp"].T, k_star.T, C, lam=hparams.joint_lambda)
+    dtype = adapter.mlp_down_weight(layer).parameter.dtype
+    return WeightDelta(
+        [DeltaEntry("mlp_key", layer, U.to(dtype), V.to(dtype))],
+        {
+            "editor": "rome",
+            "hparams": hparams.to_dict(),
+            "layer": layer,
+            "lookup": lookup,
+            "requests": [r.to_dict() for r in requests],
+            "model_fingerprint": adapter.fingerprint,
+            "corpus": corpus_from(corpus).fingerprint,
+            "target_nll": list(values.nll),
+            "requests_solve": "joint",
+        },
     )
 
 

@@ -6,6 +6,7 @@ Usage::
     fn = named_editor("rets", subject_constraints=False)         # overrides go to the editor
     fn = named_editor("none")                                    # the unedited model: no delta
     fn = one_at_a_time(fn)                                       # several requests, applied in turn
+    kwargs = dataset_editor_kwargs("rets", "counterfact_500.json", "counterfact", overrides)  # K_r from the data
 """
 
 from __future__ import annotations
@@ -66,6 +67,21 @@ def named_editor(name: str, hparams: str | Path | Any | None = None, **overrides
     run.__name__ = f"edit_{name}"
     run.each = each  # type: ignore[attr-defined]  # independent single edits, computed together
     return run
+
+
+def dataset_editor_kwargs(editor: str, data: str | Path | None, fmt: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Editor arguments that an evaluation derives from its data file (not hyperparameters the user set).
+
+    RETS builds ``K_r`` from the evaluation file's records (``constraint_records``,
+    as the authors' code does from its COUNTERFACT file) unless ``--set`` chose
+    other records or the per-template pool. Each edit leaves out every record of its
+    own subject. Other editors and other formats get nothing.
+    """
+    if editor != "rets" or data is None or fmt not in ("counterfact", "examples"):
+        return {}
+    if "constraint_records" in overrides or overrides.get("constraint_source", "records") != "records":
+        return {}
+    return {"constraint_records": str(Path(data).resolve())}
 
 
 def one_at_a_time(editor: EditorFn) -> EditorFn:

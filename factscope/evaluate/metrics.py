@@ -16,7 +16,12 @@ COUNTERFACT (values per case in [0, 1]; means over the case's prompts):
 * ``s_specificity`` (+ ``_magnitude``): P(o) > P(o*) on ``neighborhood_prompts``
   (o = the neighbours' true object), magnitude P(o) − P(o*).
 * ``r_specificity`` (+ ``_magnitude``): P(o2) > P(o*) on the supplement's
-  other-relation prompts of the same subject; magnitude P(o2) − P(o*).
+  other-relation prompts of the same subject; magnitude P(o2) − P(o*). o2 by our rule
+  (the unedited model's greedy continuation through its first content word).
+* ``r_specificity_reference`` (+ ``_magnitude``): the RETS authors' rule
+  (``evaluate_rs.py``): o2 = one token, the first of the unedited model's top-20 next
+  tokens that is neither blank nor a stop word; success = NLL(o2) < NLL(o*) (mean
+  per-token NLL of o*) on every candidate prompt (none dropped).
 * ``fluency``: weighted bi/tri-gram entropy of texts sampled from ``generation_prompts``.
 * ``consistency``: TF-IDF cosine between those texts and the supplement's reference texts.
 
@@ -30,6 +35,12 @@ teacher forcing, i.e. greedy decoding reproduces the target):
 * ``relation_generality``: the same on rephrasings of that prompt, and the original.
 * ``relation_removal``: EM of "None" on "The relation between s and o is".
 * ``r_efficacy``: P(name) > P("None") on the add prompt (RaKE's Efficacy for relation edits).
+* ``relation_reliability_token_acc``, ``relation_generality_token_acc``,
+  ``relation_removal_token_acc``: the same prompts scored by token-level accuracy
+  (share of target tokens that are top-1 under teacher forcing; the convention of
+  EasyEdit and of ROME's zsRE metric; seed 001 reports this kind of figure);
+  Generality: mean over the rephrasings alone (EasyEdit's rephrase accuracy). The
+  exact-match fields above are kept unchanged.
 
 zsRE: ``efficacy``/``generalization``: token-level top-1 accuracy of o* under teacher
 forcing on the question / its rephrase; ``specificity``: fraction of ``loc_ans``
@@ -39,6 +50,7 @@ ROME's token accuracy against ``loc_ans`` itself.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from factscope.datasets.records import Case, EditCase, ZsreCase
@@ -48,6 +60,7 @@ from factscope.evaluate.targets import TargetScore, score_targets
 from factscope.evaluate.text_metrics import Idf, ngram_entropy, tfidf_cosine
 from factscope.datasets.supplements import case_seed
 from factscope.models.adapter import ModelAdapter
+from factscope.scoring import next_token_logprobs
 
 COUNTERFACT_METRICS = (
     "efficacy", "efficacy_magnitude", "generalization", "generalization_magnitude",
@@ -55,6 +68,8 @@ COUNTERFACT_METRICS = (
     "fluency", "consistency",
     "entity_reliability", "entity_generality", "relation_reliability", "relation_generality",
     "relation_removal", "r_efficacy",
+    "r_specificity_reference", "r_specificity_reference_magnitude",
+    "relation_reliability_token_acc", "relation_generality_token_acc", "relation_removal_token_acc",
 )  # fmt: skip
 ZSRE_METRICS = ("efficacy", "generalization", "specificity", "specificity_vs_answer")
 
@@ -80,6 +95,12 @@ class _Pairs:
 
     def get(self, group: str, index: int, role: str) -> TargetScore:
         return self.scores[(group, index, role)]
+
+
+def reference_r_spec(nll_o2: list[float], nll_new: list[float]) -> tuple[float | None, float | None]:
+    """The reference R-Specificity of one case: share of prompts with NLL(o2) < NLL(o*), and mean P(o2) − P(o*)."""
+    wins = [float(a < b) for a, b in zip(nll_o2, nll_new)]
+    return _mean(wins), _mean([math.exp(-a) - math.exp(-b) for a, b in zip(nll_o2, nll_new)])
 
 
 def _compare(pairs: _Pairs, group: str, prompts: list[str], want: str, other: str) -> tuple[list[dict], float | None, float | None]:
@@ -117,6 +138,9 @@ def evaluate_counterfact(
     for i, rs in enumerate(supplement.r_specificity):
         pairs.add("r_spec", i, "want", rs.prompt, rs.o2)
         pairs.add("r_spec", i, "other", rs.prompt, new)
+    reference = supplement.r_specificity_reference or []
+    for i, rs in enumerate(reference):
+        pairs.add("r_spec_ref", i, "other", rs.prompt, new)
     rel = supplement.relation
     if rel is not None:
         pairs.add("rel_add", 0, "name", rel.add_prompt, rel.name)
@@ -140,6 +164,15 @@ def evaluate_counterfact(
                            "nll_target": a.nll, "nll_other": b.nll})  # fmt: skip
     details["r_specificity"] = rs_details
     metrics["r_specificity"], metrics["r_specificity_magnitude"] = _mean(wins), _mean(gaps)
+    if reference:
+        o2_logprobs = next_token_logprobs(adapter, [rs.prompt for rs in reference])
+        nll_o2 = [float(-o2_logprobs[i, rs.o2_id]) for i, rs in enumerate(reference)]
+        nll_new = [pairs.get("r_spec_ref", i, "other").nll for i in range(len(reference))]
+        outcome = reference_r_spec(nll_o2, nll_new)
+        metrics["r_specificity_reference"], metrics["r_specificity_reference_magnitude"] = outcome
+        details["r_specificity_reference"] = [
+            {"prompt": rs.prompt, "relation_id": rs.relation_id, "o2_id": rs.o2_id, "target": rs.o2, "other": new,
+             "nll_target": a, "nll_other": b} for rs, a, b in zip(reference, nll_o2, nll_new)]  # fmt: skip
 
     rewrite_em = pairs.get("rewrite", 0, "want").exact
     metrics["entity_reliability"] = float(rewrite_em)
@@ -153,6 +186,11 @@ def evaluate_counterfact(
         metrics["relation_generality"] = _mean([float(e and add_name.exact) for e in para])
         metrics["relation_removal"] = float(pairs.get("rel_remove", 0, "none").exact)
         metrics["r_efficacy"] = float(add_name.nll < add_none.nll)
+        remove = pairs.get("rel_remove", 0, "none")
+        para_acc = [pairs.get("rel_para", i, "name").token_accuracy for i in range(len(rel.add_paraphrases))]
+        metrics["relation_reliability_token_acc"] = add_name.token_accuracy
+        metrics["relation_generality_token_acc"] = _mean(para_acc)  # on the rephrasings (EasyEdit's rephrase acc.)
+        metrics["relation_removal_token_acc"] = remove.token_accuracy
         details["relation"] = {"name": rel.name, "add_em": add_name.exact, "paraphrase_em": para,
                                "nll_name": add_name.nll, "nll_none": add_none.nll}  # fmt: skip
 

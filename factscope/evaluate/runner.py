@@ -16,8 +16,8 @@ Modes:
   every case is evaluated on the accumulated model.
 
 Perspectives: ``entity`` edits (s, r, o) → (s, r, o*); ``relation`` edits the
-relation prompts (add for o*, remove for o, ``relation_edit_requests``); ``both``
-runs each. Every case is evaluated with all metrics; a line per (perspective, case).
+relation prompts (add for o*, remove for o, ``relation_edit_requests``; with
+``relation_requests="add"`` the add request alone); ``both`` runs each. Every case is evaluated with all metrics; a line per (perspective, case).
 Supplements (R-Specificity o2, Consistency references, zsRE loc predictions) are
 computed with the unedited model before any edit and cached per model.
 """
@@ -51,6 +51,7 @@ from factscope.models.adapter import ModelAdapter
 
 MODES = ("single", "batch", "sequential")
 PERSPECTIVES = ("entity", "relation", "both")
+RELATION_REQUESTS = ("add+remove", "add")
 
 
 class RunConfigError(ValueError):
@@ -78,12 +79,15 @@ class RunConfig:
     dataset_key: str | None = None
     supplement: dict[str, Any] = field(default_factory=lambda: SupplementConfig().to_dict())
     generation_config: dict[str, Any] = field(default_factory=lambda: GenerationConfig().to_dict())
+    relation_requests: str | None = None  # relation edits: None/"add+remove" (both requests) or "add" (add only)
 
     def validate(self) -> "RunConfig":
         if self.mode not in MODES:
             raise RunConfigError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
         if self.perspective not in PERSPECTIVES:
             raise RunConfigError(f"Unknown perspective {self.perspective!r}; choose one of {', '.join(PERSPECTIVES)}.")
+        if self.relation_requests not in (None, *RELATION_REQUESTS):
+            raise RunConfigError(f"Unknown relation_requests {self.relation_requests!r}; choose one of {', '.join(RELATION_REQUESTS)}.")
         if self.batch_size is not None and self.batch_size < 1:
             raise RunConfigError("batch_size must be at least 1.")
         if self.n is not None and self.n < 1:
@@ -113,13 +117,14 @@ class RunSummary:
     resumed: bool
 
 
-def requests_for(case: Case, perspective: str) -> list[EditRequest]:
-    """The edit requests of one case under a perspective."""
+def requests_for(case: Case, perspective: str, relation: str | None = None) -> list[EditRequest]:
+    """The edit requests of one case under a perspective (``relation="add"``: the add request alone)."""
     if perspective == "entity":
         return [case.request]
     if not isinstance(case, EditCase):
         raise RunConfigError("The relation perspective needs COUNTERFACT-like cases with a relation_id.")
-    return relation_requests(case)
+    requests = relation_requests(case)
+    return requests[:1] if relation == "add" else requests
 
 
 def _check_cases(cases: Sequence[Case], config: RunConfig) -> None:
@@ -286,7 +291,7 @@ def _edit_group(editor: EditorFn, adapter: ModelAdapter, request_lists: list[lis
 def _run_single(adapter, cases, editor, perspective, pending, ev: _Evaluator, group: int) -> None:  # type: ignore[no-untyped-def]
     for start in range(0, len(pending), max(1, group)):
         chunk = pending[start : start + max(1, group)]
-        results = _edit_group(editor, adapter, [requests_for(cases[i], perspective) for i in chunk])
+        results = _edit_group(editor, adapter, [requests_for(cases[i], perspective, ev.config.relation_requests) for i in chunk])
         for i, (delta, seconds, error) in zip(chunk, results):
             if delta is None:
                 ev.record(perspective, i, cases[i], edit_seconds=seconds, error=error)
@@ -302,7 +307,7 @@ def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator
         todo = [i for i in chunk if i in pending]
         if not todo:
             continue
-        requests = [r for i in chunk for r in requests_for(cases[i], perspective)]
+        requests = [r for i in chunk for r in requests_for(cases[i], perspective, ev.config.relation_requests)]
         path = deltas / f"batch-{chunk.start:06d}-{chunk.stop:06d}.safetensors"
         with checkpoint_values(deltas / "values"):  # a killed batch edit resumes from its finished value chunks
             delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests))
@@ -324,7 +329,7 @@ def _run_sequential(adapter, cases, editor, perspective, pending, ev: _Evaluator
     try:
         for i, case in enumerate(tqdm(cases, desc="sequential edits", leave=False, disable=ev.bar.disable)):
             path = deltas / f"edit-{i:06d}.safetensors"
-            delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests_for(case, perspective)))
+            delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests_for(case, perspective, ev.config.relation_requests)))
             info[i] = (seconds, error)
             if delta is not None:
                 delta.apply(adapter)
@@ -349,4 +354,4 @@ def load_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return manifest, list(seen.values())
 
 
-__all__ = ["MODES", "PERSPECTIVES", "RunConfig", "RunConfigError", "RunSummary", "load_run", "requests_for", "run_evaluation"]
+__all__ = ["MODES", "PERSPECTIVES", "RELATION_REQUESTS", "RunConfig", "RunConfigError", "RunSummary", "load_run", "requests_for", "run_evaluation"]

@@ -23,6 +23,9 @@ from typing import Any
 
 from factscope.evaluate.runner import load_run
 
+R_SPEC_RULES = ("both", "ours", "reference")  # which R-Specificity a table shows (summarize --r-spec-rule)
+R_SPEC_METRIC = {"ours": "r_specificity", "reference": "r_specificity_reference"}
+
 
 @dataclass(frozen=True)
 class Stat:
@@ -79,9 +82,10 @@ class RunStats:
             return 0.0
         return len(parts) / sum(1 / p for p in parts)  # type: ignore[operator]
 
-    def score_mean(self, perspective: str = "entity") -> float | None:
-        """RETS Score: arithmetic mean of Efficacy, Generalization, S- and R-Specificity."""
-        parts = [self.mean(perspective, m) for m in ("efficacy", "generalization", "s_specificity", "r_specificity")]
+    def score_mean(self, perspective: str = "entity", r_spec_rule: str = "ours") -> float | None:
+        """RETS Score: arithmetic mean of Efficacy, Generalization, S- and R-Specificity (``r_spec_rule``: ours or reference)."""
+        r_spec = R_SPEC_METRIC[r_spec_rule]
+        parts = [self.mean(perspective, m) for m in ("efficacy", "generalization", "s_specificity", r_spec)]
         if any(p is None for p in parts):
             return None
         return sum(parts) / len(parts)  # type: ignore[arg-type]
@@ -97,7 +101,8 @@ class RunStats:
             "n_errors": self.n_errors,
             "consistency_sources": self.consistency_sources,
             "scores": {
-                p: {"score_hm": self.score_hm(p), "score_mean": self.score_mean(p)} for p in self.stats if self.kind == "counterfact"
+                p: {"score_hm": self.score_hm(p), "score_mean": self.score_mean(p),
+                    "score_mean_reference": self.score_mean(p, "reference")} for p in self.stats if self.kind == "counterfact"
             },
             "stats": {p: {m: s.to_dict() for m, s in ms.items()} for p, ms in self.stats.items()},
             "config": self.config,

@@ -12,6 +12,11 @@ What a supplement holds (rules in ``factscope.datasets.supplements`` and docs/ev
   continuation through its first content word (``targets.greedy_object``: "the
   southern", "Chinese"); prompts whose o2 is empty (punctuation or line break first)
   or whose content word is a word of o* or o are dropped.
+* ``r_specificity_reference``: the same candidate prompts (none dropped) with the
+  reference rule's o2 (the RETS authors' ``evaluate_rs.py``): the first of the
+  unedited model's top-20 next tokens that is not blank and not a stop word
+  (``factscope.evaluate.stopwords``), else the top-1 token; kept as a token id.
+  Caches written before this field existed get it on first use.
 * ``consistency_reference``: texts about o* for Consistency. With ``attribute_prompts``
   (other subjects whose true object is o*): the unedited model's samples continuing
   "<attribute prompt> <o*>", prompt included (source ``"attribute_generations"``).
@@ -45,7 +50,7 @@ from factscope.datasets.supplements import (
     subject_relations,
 )
 from factscope.evaluate.generation import GenerationConfig, generate_texts
-from factscope.evaluate.targets import greedy_object, score_targets
+from factscope.evaluate.targets import greedy_object, reference_o2, score_targets
 from factscope.evaluate.text_metrics import corpus_paragraphs, corpus_passages_mentioning, default_corpus_path
 from factscope.io_utils import quarantine, read_json_cache, write_json_cache
 from factscope.models.adapter import ModelAdapter
@@ -58,6 +63,7 @@ class RSpecPrompt:
     prompt: str
     relation_id: str | None
     o2: str
+    o2_id: int | None = None  # the reference rule's o2 is one token: its id (None for our rule's o2 text)
 
 
 @dataclass
@@ -65,6 +71,7 @@ class CaseSupplement:
     case_id: int | str
     r_specificity: list[RSpecPrompt] = field(default_factory=list)
     r_specificity_dropped: int = 0
+    r_specificity_reference: list[RSpecPrompt] | None = None  # None: not computed (a cache from before the field)
     consistency_reference: list[str] = field(default_factory=list)
     consistency_source: str = "none"
     relation: RelationPrompts | None = None
@@ -82,6 +89,8 @@ class CaseSupplement:
             case_id=data["case_id"],
             r_specificity=[RSpecPrompt(**p) for p in data.get("r_specificity", [])],
             r_specificity_dropped=data.get("r_specificity_dropped", 0),
+            r_specificity_reference=None if data.get("r_specificity_reference") is None
+            else [RSpecPrompt(**p) for p in data["r_specificity_reference"]],
             consistency_reference=list(data.get("consistency_reference", [])),
             consistency_source=data.get("consistency_source", "none"),
             relation=RelationPrompts(
@@ -167,18 +176,24 @@ class SupplementStore:
         Consistency references need text generation; with ``references=False`` they
         are left out (and computed later, when a run first needs them).
         """
+        def lacks_reference_rule(case: Case, entry: dict) -> bool:
+            return isinstance(case, EditCase) and entry.get("r_specificity_reference") is None
+
         def missing_part(case: Case) -> bool:
             entry = self._data.get(str(case.case_id))
-            return entry is None or (references and not entry.get("references_done", False))
+            return entry is None or (references and not entry.get("references_done", False)) or lacks_reference_rule(case, entry)
 
         missing = [c for c in cases if missing_part(c)]
         for i, case in enumerate(tqdm(missing, desc="supplements", disable=not self.progress or not missing)):
             entry = self._data.get(str(case.case_id))
             sup = CaseSupplement.from_dict(entry) if entry else self.build(case, references=False)
-            if references and isinstance(case, EditCase) and case.generation_prompts:
+            if entry and lacks_reference_rule(case, entry):
+                self._reference_rule(case, sup)
+            done = bool((entry or {}).get("references_done"))
+            if references and not done and isinstance(case, EditCase) and case.generation_prompts:
                 self._reference(case, sup)
             data = sup.to_dict()
-            data["references_done"] = bool(references or (entry or {}).get("references_done"))
+            data["references_done"] = bool(references or done)
             self._data[str(case.case_id)] = data
             if (i + 1) % save_every == 0:
                 self._save()
@@ -199,9 +214,19 @@ class SupplementStore:
                 sup.r_specificity_dropped += 1
                 continue
             sup.r_specificity.append(RSpecPrompt(cand.prompt, cand.relation_id, o2))
+        self._reference_rule(case, sup, candidates)
         if references and case.generation_prompts:
             self._reference(case, sup)
         return sup
+
+    def _reference_rule(self, case: EditCase, sup: CaseSupplement, candidates: Sequence | None = None) -> None:
+        """The reference rule's o2 (token id and text) for every candidate R-Specificity prompt."""
+        if candidates is None:
+            candidates = r_specificity_prompts(case, self.templates, k=self.config.r_spec_k, observed=self.observed,
+                                               seed=self.config.seed)
+        picked = reference_o2(self.adapter, [c.prompt for c in candidates])
+        sup.r_specificity_reference = [RSpecPrompt(c.prompt, c.relation_id, text, token)
+                                       for c, (token, text) in zip(candidates, picked)]
 
     def _reference(self, case: EditCase, sup: CaseSupplement) -> None:
         attribute = list(dict.fromkeys(case.attribute_prompts))[: self.config.n_reference]

@@ -203,3 +203,30 @@ def _forward_logits(adapter: ModelAdapter, ids: torch.Tensor, mask: torch.Tensor
     if accepts_position_ids(adapter.model):
         kwargs["position_ids"] = positions
     return adapter.model(**kwargs).logits.float()
+
+
+REFERENCE_TOP_K = 20  # evaluate_rs.py's k
+
+
+def pick_reference_o2(logits: torch.Tensor, decode, *, k: int = REFERENCE_TOP_K) -> list[int]:  # type: ignore[no-untyped-def]
+    """The reference rule's o2 per row of next-token ``logits`` (``[n, vocab]``): the first of the
+    top-``k`` tokens whose text (``decode(id)``, spaces stripped) is neither blank nor a stop word;
+    the top-1 token when all ``k`` are."""
+    from factscope.evaluate.stopwords import is_reference_stopword
+
+    picked = []
+    for row in logits:
+        top = torch.topk(row.float(), min(k, row.shape[-1])).indices.tolist()
+        picked.append(next((t for t in top if not is_reference_stopword(decode(t))), top[0]))
+    return picked
+
+
+def reference_o2(adapter: ModelAdapter, prompts: Sequence[str], *, k: int = REFERENCE_TOP_K) -> list[tuple[int, str]]:
+    """``(token id, token text)`` of the reference o2 of each prompt on the current (unedited) model."""
+    if not prompts:
+        return []
+    from factscope.scoring import next_token_logprobs
+
+    tokenizer = adapter.tokenizer
+    ids = pick_reference_o2(next_token_logprobs(adapter, list(prompts)), lambda t: tokenizer.decode([t]), k=k)
+    return [(t, tokenizer.decode([t])) for t in ids]

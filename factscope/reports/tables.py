@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from factscope.evaluate.summary import RunStats, Stat
+from factscope.evaluate.summary import R_SPEC_RULES, RunStats, Stat
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,13 @@ class Column:
 
 COUNTERFACT_COLUMNS = (
     Column("score_hm", "Score (HM)", "ROME/PMET Score: harmonic mean of the Efficacy, Generalization and S-Specificity means."),
-    Column("score_mean", "Score (RETS)", "RETS Score: arithmetic mean of Efficacy, Generalization, S-Specificity and R-Specificity."),
+    Column("score_mean", "Score (RETS)", "RETS Score: arithmetic mean of Efficacy, Generalization, S-Specificity and R-Specificity (ours)."),
+    Column("score_mean_reference", "Score (RETS, ref.)", "RETS Score with R-Specificity by the reference rule."),
     Column("efficacy", "Efficacy", "share of cases with P(o*) > P(o) on the rewrite prompt; multi-token targets by mean per-token NLL."),
     Column("generalization", "Generalization", "same comparison on the paraphrase prompts (mean per case, then over cases)."),
     Column("s_specificity", "S-Specificity", "P(o) > P(o*) on the neighbourhood prompts (other subjects, same relation, true object o)."),
-    Column("r_specificity", "R-Specificity", "P(o2) > P(o*) on prompts about the same subject under other relations fitting its type; o2 = the unedited model's greedy continuation through its first content word (≈100 % for the unedited model by construction). Built per model, see docs/evaluation.md."),
+    Column("r_specificity", "R-Specificity (ours)", "P(o2) > P(o*) on prompts about the same subject under other relations fitting its type; o2 = the unedited model's greedy continuation through its first content word (≈100 % for the unedited model by construction). Built per model, see docs/evaluation.md."),
+    Column("r_specificity_reference", "R-Specificity (reference)", "the RETS authors' rule (evaluate_rs.py) on the same prompts: o2 = the first of the unedited model's top-20 next tokens that is not blank and not a stop word; NLL(o2) < NLL(o*). '–' for runs evaluated before this rule existed."),
     Column("fluency", "Fluency", "weighted bi/tri-gram entropy (bits, ×100) of texts sampled (top-5, 100 tokens incl. prompt) from generation_prompts (ROME)."),
     Column("consistency", "Consistency", "TF-IDF cosine (×100) between those texts and reference texts about o*: the unedited model's samples continuing '<attribute prompt> <o*>' (other subjects whose true object is o*); corpus paragraphs mentioning o* when a case has no attribute prompts. IDF from the enwiki sample's paragraphs."),
 )
@@ -48,6 +50,9 @@ PERSPECTIVE_COLUMNS = (
     Column("relation_reliability", "Relation Reliability", "exact match of the relation's Wikidata name after 'The relation between s and o* is'."),
     Column("relation_generality", "Relation Generality", "exact match of the relation name on three rephrasings of that prompt and on the prompt itself."),
     Column("relation_removal", "Relation Removal", "exact match of 'None' after 'The relation between s and o is'."),
+    Column("relation_reliability_token_acc", "Relation Reliability (token acc.)", "token-level accuracy (share of the name's tokens that are top-1 under teacher forcing; EasyEdit / ROME zsRE convention) on that prompt."),
+    Column("relation_generality_token_acc", "Relation Generality (token acc.)", "token-level accuracy of the name on the three rephrasings."),
+    Column("relation_removal_token_acc", "Relation Removal (token acc.)", "token-level accuracy of 'None' on the remove prompt."),
 )
 RAKE_COLUMNS = (
     Column("efficacy", "E-Efficacy", "entity edits: P(o*) > P(o) on the rewrite prompt.", "entity"),
@@ -68,8 +73,8 @@ def _value(run: RunStats, col: Column, perspective: str | None = None) -> tuple[
     if col.key == "score_hm":
         v = run.score_hm(p)
         return (None if v is None else v * col.scale), None, None
-    if col.key == "score_mean":
-        v = run.score_mean(p)
+    if col.key in ("score_mean", "score_mean_reference"):
+        v = run.score_mean(p, "reference" if col.key == "score_mean_reference" else "ours")
         return (None if v is None else v * col.scale), None, None
     stat: Stat | None = run.stats.get(p, {}).get(col.key)
     if stat is None:
@@ -101,18 +106,30 @@ def _table(title: str, runs: Sequence[RunStats], columns: Sequence[Column], rows
     return lines
 
 
-def render_markdown(runs: Sequence[RunStats]) -> str:
-    """All tables that the given runs can fill, with footnotes."""
+_RULE_KEYS = {"ours": ("r_specificity", "score_mean"), "reference": ("r_specificity_reference", "score_mean_reference")}
+
+
+def counterfact_columns(r_spec_rule: str = "both") -> tuple[Column, ...]:
+    """The COUNTERFACT columns showing R-Specificity (and the RETS Score) by ``r_spec_rule``: both, ours or reference."""
+    if r_spec_rule not in R_SPEC_RULES:
+        raise ValueError(f"r_spec_rule must be one of {', '.join(R_SPEC_RULES)}, got {r_spec_rule!r}.")
+    hidden = {k for rule, keys in _RULE_KEYS.items() if r_spec_rule not in ("both", rule) for k in keys}
+    return tuple(c for c in COUNTERFACT_COLUMNS if c.key not in hidden)
+
+
+def render_markdown(runs: Sequence[RunStats], r_spec_rule: str = "both") -> str:
+    """All tables that the given runs can fill, with footnotes (R-Specificity by ``r_spec_rule``)."""
+    columns = counterfact_columns(r_spec_rule)
     out: list[str] = []
     cf = [r for r in runs if r.kind == "counterfact"]
     entity = [r for r in cf if "entity" in r.stats]
     if entity:
 
         def cf_rows(run: RunStats):  # type: ignore[no-untyped-def]
-            yield [_n_cell(run, "entity")], [_cell(run, c) for c in COUNTERFACT_COLUMNS]
+            yield [_n_cell(run, "entity")], [_cell(run, c) for c in columns]
 
         cf_rows.header = ["n"]  # type: ignore[attr-defined]
-        out += _table("COUNTERFACT, entity edits (layout of RETS Table 3; %, mean ± 95 % CI)", entity, COUNTERFACT_COLUMNS, cf_rows)
+        out += _table("COUNTERFACT, entity edits (layout of RETS Table 3; %, mean ± 95 % CI)", entity, columns, cf_rows)
     with_rel = [r for r in cf if any(r.stats.get(p, {}).get("relation_reliability") for p in r.stats)]
     if with_rel:
 
@@ -122,7 +139,7 @@ def render_markdown(runs: Sequence[RunStats]) -> str:
                     yield [f"{p} edit", _n_cell(run, p)], [_cell(run, c, p) for c in PERSPECTIVE_COLUMNS]
 
         p_rows.header = ["Edited knowledge", "n"]  # type: ignore[attr-defined]
-        out += _table("Entity vs relation knowledge (seed 001 Tables 1-2; %, exact match)", with_rel, PERSPECTIVE_COLUMNS, p_rows)
+        out += _table("Entity vs relation knowledge (seed 001 Tables 1-2; %, exact match and token accuracy)", with_rel, PERSPECTIVE_COLUMNS, p_rows)
         both = [r for r in with_rel if {"entity", "relation"} <= set(r.stats)]
         if both:
 
@@ -153,7 +170,8 @@ def summary_rows(runs: Sequence[RunStats]) -> list[dict[str, object]]:
             for metric, stat in sorted(stats.items()):
                 rows.append({**base, "metric": metric, "mean": stat.mean, "ci95": stat.ci, "n": stat.n})
             if run.kind == "counterfact":
-                for name, value in (("score_hm", run.score_hm(perspective)), ("score_mean", run.score_mean(perspective))):
+                for name, value in (("score_hm", run.score_hm(perspective)), ("score_mean", run.score_mean(perspective)),
+                                    ("score_mean_reference", run.score_mean(perspective, "reference"))):
                     if value is not None:
                         rows.append({**base, "metric": name, "mean": value, "ci95": None, "n": run.n_cases.get(perspective)})
     return rows
@@ -188,7 +206,8 @@ def plot_criteria(runs: Sequence[RunStats], path: str | Path) -> Path:
 
     path = Path(path)
     cf = [r for r in runs if r.kind == "counterfact" and "entity" in r.stats]
-    columns = [c for c in COUNTERFACT_COLUMNS if c.key in ("efficacy", "generalization", "s_specificity", "r_specificity")]
+    columns = [c for c in COUNTERFACT_COLUMNS if c.key in ("efficacy", "generalization", "s_specificity", "r_specificity",
+                                                           "r_specificity_reference")]
     if not cf:
         cf, columns = [r for r in runs if r.kind == "zsre"], list(ZSRE_COLUMNS[:3])
     if not cf:

@@ -32,12 +32,12 @@ def rome_layer(ctx: ReproContext) -> int:
 
 
 def _row(label: str, run: Any) -> list[str]:
-    score = run.score_mean("entity")
+    score, score_ref = run.score_mean("entity"), run.score_mean("entity", "reference")
     cells = []
-    for m in (*CRITERIA, "fluency", "consistency"):
+    for m in (*CRITERIA, "r_specificity_reference", "fluency", "consistency"):
         mean, ci = stat(run, m)
         cells.append("–" if mean is None else f"{100 * mean:.1f} ± {100 * ci:.1f}")
-    return [label, _fmt(score, 100), *cells, str(n_cases(run))]
+    return [label, _fmt(score, 100), _fmt(score_ref, 100), *cells, str(n_cases(run))]
 
 
 def _cmp(run_a: Any, run_b: Any, metric: str, op: str) -> tuple[str, str]:
@@ -58,7 +58,8 @@ def rets_table3(ctx: ReproContext, folder: Path) -> ArtefactResult:
         slug = label.lower().replace(" ", "-").replace("*", "").replace("/", "").replace("(", "").replace(")", "")
         runs[label] = evaluate_editor(ctx, folder / "runs" / slug, editor, cases, all_cases, path, fmt, label=label,
                                       overrides=extra)
-    header = ["Editor", "Score (RETS)", "Efficacy", "Generalization", "S-Specificity", "R-Specificity", "Fluency", "Consistency", "n"]
+    header = ["Editor", "Score (RETS)", "Score (RETS, ref. R-Spec.)", "Efficacy", "Generalization", "S-Specificity",
+              "R-Specificity (ours)", "R-Specificity (reference rule)", "Fluency", "Consistency", "n"]
     ours = paper.markdown_table(header, [_row(label, run) for label, run in runs.items()])
     claims = []
     for other, pnum in (("ROME", "78.5 vs 41.1"), ("PMET* (single layer)", "78.5 vs 47.6")):
@@ -78,7 +79,10 @@ def rets_table3(ctx: ReproContext, folder: Path) -> ArtefactResult:
         n=f"{n_cases(runs['ROME'])} COUNTERFACT cases per editor (first of {path.name})"
           + ("" if ctx.sizes.generation else "; Fluency/Consistency not measured (no generation)"),
         notes=f"PMET* edits one layer (the ROME layer, {layer}) as in RETS' table; Score = mean of the four basic "
-              "criteria (RETS). Full per-criterion notes in summary.md (factscope summarize).")
+              "criteria (RETS), with R-Specificity by our rule (content-word o2) or by the reference rule "
+              "(evaluate_rs.py: first non-stop-word of the unedited top-20 tokens). RETS's K_r is built from the "
+              "evaluation file's records as the authors' compute_ur.py does. Full per-criterion notes in summary.md "
+              "(factscope summarize).")
 
 
 def _render_summary(runs: list[Any]) -> str:
@@ -149,14 +153,24 @@ def seed001_tables12(ctx: ReproContext, folder: Path) -> ArtefactResult:
     for editor, label in (("rome", "ROME"), ("memit", "MEMIT"), ("ft", "FT-L")):
         runs[label] = evaluate_editor(ctx, folder / "runs" / editor, editor, cases, all_cases, path, fmt, label=label,
                                       perspective="both", generation=False)
-    metrics = ("entity_reliability", "entity_generality", "relation_reliability", "relation_generality")
+    # ROME's sequential add+remove lets the remove overwrite the add (same key): also the add alone and a joint solve.
+    variants = {"ROME (add only)": ("rome-add", {}, "add"), "ROME (joint add+remove)": ("rome-joint", {"requests_solve": "joint"}, None)}
+    for label, (slug, extra, relation) in variants.items():
+        runs[label] = evaluate_editor(ctx, folder / "runs" / slug, "rome", cases, all_cases, path, fmt, label=label,
+                                      overrides=extra, perspective="relation", generation=False, relation_requests=relation)
+    metrics = ("entity_reliability", "entity_generality", "relation_reliability", "relation_generality",
+               "relation_reliability_token_acc", "relation_generality_token_acc")
+    header = [*paper.SEED001_HEADER[:3], "Relation Reliability (EM)", "Relation Generality (EM)",
+              "Relation Reliability (token acc.)", "Relation Generality (token acc.)", "n"]
     tables = {}
     for perspective, title in (("relation", "Table 1 — relation edits"), ("entity", "Table 2 — entity edits")):
         rows = [[label, *(_fmt(stat(run, m, perspective)[0], 100, 2) for m in metrics), str(n_cases(run, perspective))]
                 for label, run in runs.items()]
-        tables[perspective] = f"**{title}**\n\n" + paper.markdown_table([*paper.SEED001_HEADER, "n"], rows)
+        tables[perspective] = f"**{title}**\n\n" + paper.markdown_table(header, rows)
     claims = []
     for label, run in runs.items():
+        if label in variants:
+            continue
         n = n_cases(run, "relation")
         (rr, crr), (er, cer) = stat(run, "relation_reliability", "relation"), stat(run, "entity_reliability", "relation")
         claims.append(Claim(f"{label}, relation edits: relation Reliability exceeds entity Reliability",
@@ -172,5 +186,8 @@ def seed001_tables12(ctx: ReproContext, folder: Path) -> ArtefactResult:
     return ArtefactResult("seed001_tables12", "Seed 001 Tables 1-2 — entity vs relation perspective", paper_md,
                           tables["relation"] + "\n\n" + tables["entity"], claims,
                           n=f"{ctx.sizes.perspective_cases} COUNTERFACT cases per editor and perspective",
-                          notes="Exact match (greedy decoding reproduces the target). Relation prompts are derived "
-                                "(docs/evaluation.md); the seed's KN and MEND are not implemented here.")
+                          notes="EM: exact match (greedy decoding reproduces the target); token acc.: share of target "
+                                "tokens that are top-1 under teacher forcing (EasyEdit / ROME zsRE convention). "
+                                "ROME (add only) edits the add request alone; ROME (joint add+remove) stores both "
+                                "requests in one least-squares update (relation edits only). Relation prompts are "
+                                "derived (docs/evaluation.md); the seed's KN and MEND are not implemented here.")

@@ -44,9 +44,10 @@ def evaluate_editor(
     mode: str = "single",
     batch_size: int | None = None,
     generation: bool | None = None,
+    relation_requests: str | None = None,
 ) -> Any:
     """Run (or resume) one editor over ``cases`` into ``folder``; returns its ``RunStats``."""
-    from factscope.evaluate.editors import named_editor
+    from factscope.evaluate.editors import dataset_editor_kwargs, named_editor
     from factscope.evaluate.runner import RunConfig, run_evaluation
     from factscope.evaluate.summary import summarize_run
     from factscope.evaluate.supplements import SupplementConfig, dataset_key
@@ -59,9 +60,11 @@ def evaluate_editor(
         perspective=perspective, generation=generation, model=ctx.adapter.name, model_fingerprint=ctx.adapter.fingerprint,
         overrides=kwargs, label=label, seed=ctx.seed, dataset_key=dataset_key(data_path, fmt),
         supplement=SupplementConfig(seed=ctx.seed, corpus=str(ctx.data.path("corpus"))).to_dict(),
+        relation_requests=relation_requests,
     )
     idf = load_idf(ctx.data.path("corpus")) if generation else None
-    run_evaluation(ctx.adapter, cases, named_editor(editor, **kwargs), config, folder, all_cases=all_cases, idf=idf,
+    editor_fn = named_editor(editor, **kwargs, **dataset_editor_kwargs(editor, data_path, fmt, kwargs))
+    run_evaluation(ctx.adapter, cases, editor_fn, config, folder, all_cases=all_cases, idf=idf,
                    progress=ctx.progress)
     return summarize_run(folder)
 
