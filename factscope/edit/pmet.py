@@ -25,7 +25,7 @@ from factscope.edit.covariance import key_second_moments
 from factscope.edit.delta import WeightDelta
 from factscope.edit.hparams import hp
 from factscope.edit.keys import lookup_index
-from factscope.edit.memit import MEMITHyperParams, _metadata, chunked_values, resolve_layers, spread_updates
+from factscope.edit.memit import MEMIT_LAYERS, MEMITHyperParams, _metadata, chunked_values, resolve_layers, spread_updates
 from factscope.edit.request import EditRequest
 from factscope.models.adapter import ModelAdapter
 
@@ -34,7 +34,11 @@ from factscope.models.adapter import ModelAdapter
 class PMETHyperParams(MEMITHyperParams):
     """PMET: precise batch editing; see module docstring for the ablations."""
 
-    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = MEMITHyperParams.FAMILY_DEFAULTS
+    # PMET's values sit on the (pre-norm) MLP/attention outputs, as ROME's: the shared relative step
+    # 0.1, not MEMIT's residual-stream 0.02 that this class would otherwise inherit.
+    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        **MEMIT_LAYERS, "gemma2": {"v_lr": 0.1}, "gemma3_text": {"v_lr": 0.1},
+    }
 
     spread: str = hp("sqrt", "Residual spread over layers: sqrt (PMET) or even (MEMIT).")
     even_spread: bool = hp(False, "Ablation: spread the residual evenly (as MEMIT).")
