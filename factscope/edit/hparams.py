@@ -96,9 +96,10 @@ class EditHyperParams:
         if adapter is not None:
             names = [adapter.spec.name, adapter.name] if not family else [family]
         result = cls()
-        tables = [k.__dict__["FAMILY_DEFAULTS"] for k in reversed(cls.__mro__) if "FAMILY_DEFAULTS" in k.__dict__]
+        # The shared table, then the editor's own (which wins); a subclass's table replaces its parent's.
+        tables = [EditHyperParams.FAMILY_DEFAULTS] + ([cls.FAMILY_DEFAULTS] if cls is not EditHyperParams else [])
         for name in names:
-            for table in tables:  # base class first, so an editor's own table wins
+            for table in tables:
                 result = result.override(**table.get(name or "", {}))
         return result
 

@@ -34,11 +34,9 @@ from factscope.models.adapter import ModelAdapter
 class PMETHyperParams(MEMITHyperParams):
     """PMET: precise batch editing; see module docstring for the ablations."""
 
-    # PMET's values sit on the (pre-norm) MLP/attention outputs, as ROME's: the shared relative step
-    # 0.1, not MEMIT's residual-stream 0.02 that this class would otherwise inherit.
-    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
-        **MEMIT_LAYERS, "gemma2": {"v_lr": 0.1}, "gemma3_text": {"v_lr": 0.1},
-    }
+    # MEMIT's layer ranges; not MEMIT's residual-stream step for Gemma: PMET's values sit on the
+    # (pre-norm) MLP/attention outputs, as ROME's, and take the shared step.
+    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = MEMIT_LAYERS
 
     spread: str = hp("sqrt", "Residual spread over layers: sqrt (PMET) or even (MEMIT).")
     even_spread: bool = hp(False, "Ablation: spread the residual evenly (as MEMIT).")
