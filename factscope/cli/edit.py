@@ -208,8 +208,7 @@ def edit_cmd(
     typer.echo(f"{editor.upper()} on {adapter.name}: {request.filled!r} → {target!r} (layers {layers})")
     print_comparison(before, after, target)
     if "side_effects" in delta.metadata:
-        typer.echo(SideEffectReport(**{k: v for k, v in delta.metadata["side_effects"].items()
-                                       if k not in ("wrecked", "perplexity_ratio")}).summary())
+        typer.echo(SideEffectReport.from_dict(delta.metadata["side_effects"]).summary())
     if save is not None:
         typer.echo(f"delta saved to {save}")
 

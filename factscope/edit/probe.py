@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -95,7 +95,7 @@ class SideEffectReport:
         """A few lines for a terminal."""
         neutral, n_neutral = self.changed("neutral")
         other, n_other = self.changed("other subject")
-        leaked = sum(t for t, k in zip(self.target_is_top1_after, self.kinds) if k == "other subject")
+        leaked = self.leaked()
         lines = [
             f"side-effect probe: top-1 changed on {neutral}/{n_neutral} neutral and {other}/{n_other} other-subject "
             f"prompts; target top-1 on {leaked}/{n_other} other subjects; neutral-text perplexity "
@@ -106,6 +106,15 @@ class SideEffectReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "wrecked": self.wrecked, "perplexity_ratio": self.perplexity_ratio}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SideEffectReport":
+        """The report stored by :meth:`to_dict` (e.g. in a delta's metadata)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+    def leaked(self) -> int:
+        """Other-subject prompts whose top-1 after the edit is the target."""
+        return sum(t for t, k in zip(self.target_is_top1_after, self.kinds) if k == "other subject")
 
 
 @torch.no_grad()
@@ -203,19 +212,12 @@ def check_probe_mode(mode: str) -> str:
 
 def side_effect_summary(report: dict[str, Any]) -> dict[str, Any]:
     """The few numbers of a stored report (``SideEffectReport.to_dict()``) that a results line keeps."""
-    kinds = report.get("kinds", [])
-    before, after = report.get("top1_before", []), report.get("top1_after", [])
-
-    def changed(kind: str) -> list[int]:
-        rows = [i for i, k in enumerate(kinds) if k == kind]
-        return [sum(before[i] != after[i] for i in rows), len(rows)]
-
+    parsed = SideEffectReport.from_dict(report)
     return {
-        "wrecked": bool(report.get("wrecked")),
-        "reasons": list(report.get("reasons", [])),
-        "perplexity_ratio": report.get("perplexity_ratio"),
-        "neutral_top1_changed": changed("neutral"),
-        "other_subject_top1_changed": changed("other subject"),
-        "other_subject_target_top1": sum(t for t, k in zip(report.get("target_is_top1_after", []), kinds)
-                                         if k == "other subject"),
+        "wrecked": parsed.wrecked,
+        "reasons": list(parsed.reasons),
+        "perplexity_ratio": parsed.perplexity_ratio,
+        "neutral_top1_changed": list(parsed.changed("neutral")),
+        "other_subject_top1_changed": list(parsed.changed("other subject")),
+        "other_subject_target_top1": parsed.leaked(),
     }
