@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from factscope.edit.request import EditRequest
+from factscope.requests import EditRequest
 from factscope.tokens import fill_template
 
 

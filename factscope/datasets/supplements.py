@@ -19,7 +19,7 @@ model's prediction (``factscope.evaluate.supplements``).
 
 Relation perspective (seed 001/002): the relation's Wikidata name is the target of
 "The relation between {s} and {o*} is" (add) and "None" the target of "The relation
-between {s} and {o} is" (remove), as in ``factscope.edit.relation_edit_requests``;
+between {s} and {o} is" (remove), as in ``factscope.requests.relation_edit_requests``;
 ``RELATION_PARAPHRASES`` rephrase the add prompt for Generality.
 """
 
@@ -34,7 +34,7 @@ import torch
 
 from factscope.datasets.records import EditCase, OtherRelationPrompt
 from factscope.datasets.relations import RELATIONS, fits_subject_of
-from factscope.edit.request import NO_RELATION, RELATION_TEMPLATE, EditRequest, relation_edit_requests
+from factscope.requests import NO_RELATION, RELATION_TEMPLATE, EditRequest, relation_edit_requests
 
 RELATION_PARAPHRASES = (
     "What is the relation between {} and {object}? It is",

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from factscope.hooks import Site, SiteTrace
-from factscope.localize.tracing import TracePlan, window_layers
+from factscope.localize.tracing_plan import TracePlan, window_layers
 from factscope.localize.tracing_runs import CleanRun, CorruptedRun, clean_run, corrupted_run, target_probs
 from factscope.models.adapter import ModelAdapter
 from factscope.models.forward import cache_kwargs, returned_cache

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from factscope.hooks.sites import Site
+from factscope.models.sites import Site
 from factscope.io_utils import tensors_sha256
 from factscope.models.architectures import ArchitectureSpec, architecture_for
 

@@ -6,7 +6,7 @@ Usage::
     spec.layers                                # "model.layers"
     spec.mlp_down                              # "mlp.down_proj" (relative to a layer)
 
-Everything else in the package speaks of *sites* (see ``factscope.hooks.sites``);
+Everything else in the package speaks of *sites* (see ``factscope.models.sites``);
 adding an architecture means adding one entry to ``ARCHITECTURES``.
 """
 
