@@ -2,9 +2,16 @@
 
 Usage::
 
+    from factscope.edit import edit
     adapter = tiny_adapter("llama")                 # ModelAdapter over a 4-layer random model
     adapter = tiny_adapter("gpt2", tokenizer_kind="metaspace")
     requests = example_requests(3)                  # EditRequests about facts of the training text
+    fast = fast_overrides("memit", layers=[1, 2])   # small, quick settings the editor takes
+    delta = assert_edit_contract(adapter, lambda: edit(adapter, requests, editor="memit", **fast))
+
+:func:`assert_edit_contract` is the one check of the editor contract every test uses:
+the model is untouched by computing an edit, the delta changes the weights when applied,
+reverts them bit-exactly, and survives a save/load round trip.
 
 The tokenizer is a small BPE trained in memory on a fixed text, so tests need no
 network. ``"bytelevel"`` mimics GPT-2-style BPE (leading-space tokens, ``Ġ``);
@@ -14,6 +21,9 @@ network. ``"bytelevel"`` mimics GPT-2-style BPE (leading-space tokens, ``Ġ``);
 from __future__ import annotations
 
 import functools
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -151,3 +161,63 @@ def fake_gguf_converter(arch: str = "llama", builds: list[Any] | None = None) ->
             builds.append(target)
 
     return convert
+
+
+# Small, quick hyperparameters for tests: each editor gets the ones its class has.
+FAST_HPARAMS: dict[str, Any] = {
+    "context_lengths": [[3, 2]],
+    "v_steps": 4,
+    "mom2_n_tokens": 64,
+    "ft_steps": 4,
+    "n_constraint_records": 20,
+}
+
+
+def fast_overrides(editor: str, **extra: Any) -> dict[str, Any]:
+    """:data:`FAST_HPARAMS` restricted to the fields of ``editor``'s hyperparameter class, then ``extra``."""
+    from factscope.edit.registry import get_editor
+
+    names = set(get_editor(editor).hparams_class.field_names())
+    return {**{k: v for k, v in FAST_HPARAMS.items() if k in names}, **extra}
+
+
+def weights_snapshot(adapter: ModelAdapter) -> dict[str, torch.Tensor]:
+    """A copy of every tensor of the model's state."""
+    return {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+
+
+def same_weights(adapter: ModelAdapter, snapshot: dict[str, torch.Tensor]) -> bool:
+    """Whether the model's state equals ``snapshot`` bit for bit."""
+    state = adapter.model.state_dict()
+    return state.keys() == snapshot.keys() and all(torch.equal(v, snapshot[k]) for k, v in state.items())
+
+
+def assert_edit_contract(adapter: ModelAdapter, make_delta: Callable[[], Any], *, folder: str | Path | None = None) -> Any:
+    """Run ``make_delta()`` and check the editor contract; returns the delta.
+
+    The model is unchanged after the edit is computed; applying the delta changes it;
+    reverting restores every tensor bit-exactly; the delta saved and loaded again (in
+    ``folder``, else a temporary one) has the same entries and applies to the same weights.
+    """
+    from factscope.edit.delta import WeightDelta
+
+    before = weights_snapshot(adapter)
+    delta = make_delta()
+    assert isinstance(delta, WeightDelta) and delta.entries, "the editor returned no weight changes"
+    assert same_weights(adapter, before), "computing the edit changed the model"
+    delta.apply(adapter)
+    edited = weights_snapshot(adapter)
+    assert not same_weights(adapter, before), "applying the delta changed nothing"
+    delta.revert(adapter)
+    assert same_weights(adapter, before), "reverting the delta did not restore the weights bit-exactly"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(folder or tmp) / "delta.safetensors"
+        delta.save(path)
+        loaded = WeightDelta.load(path)
+    assert [e.key for e in loaded.entries] == [e.key for e in delta.entries], "entries changed in the round trip"
+    assert all(torch.equal(a.dense(), b.dense()) for a, b in zip(loaded.entries, delta.entries)), "values changed in the round trip"
+    assert loaded.metadata.get("editor") == delta.metadata.get("editor"), "metadata changed in the round trip"
+    with loaded.applied(adapter):
+        assert same_weights(adapter, edited), "the loaded delta applies to other weights"
+    assert same_weights(adapter, before), "reverting the loaded delta did not restore the weights bit-exactly"
+    return delta

@@ -8,7 +8,7 @@ import pytest
 
 from factscope.edit import EditRequest, edit
 from factscope.edit.constraints import SubjectPoolError, constraint_subjects, load_subject_pool
-from factscope.testing import tiny_adapter
+from factscope.testing import same_weights, tiny_adapter, weights_snapshot
 
 REQUEST = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French", relation_id="P103")
 
@@ -46,10 +46,10 @@ def test_bad_pool_files_are_refused(tmp_path, content: str, message: str) -> Non
 
 def test_rets_reads_the_pool_before_any_work(tmp_path) -> None:
     adapter = tiny_adapter("llama")
-    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    before = weights_snapshot(adapter)
     with pytest.raises(SubjectPoolError):
         edit(adapter, REQUEST, editor="rets", layer=2, constraint_source="template", constraint_pool=str(tmp_path / "missing.json"))
-    assert all((v == before[k]).all() for k, v in adapter.model.state_dict().items())
+    assert same_weights(adapter, before)
     path = tmp_path / "pool.json"
     path.write_text(json.dumps([{"subject": "Jean Gabin", "relation_id": "P103"}, {"subject": "Toyota", "relation_id": "P17"}]))
     delta = edit(adapter, REQUEST, editor="rets", layer=2, constraint_source="template", constraint_pool=str(path), v_steps=2, context_lengths=[[3, 1]],

@@ -16,9 +16,10 @@ from factscope.edit.covariance import key_second_moment
 from factscope.edit.runner import SuffixRunner
 from factscope.localize.tracing import trace_kinds
 from factscope.models.adapter import ModelAdapter
-from factscope.testing import tiny_adapter
+from factscope.testing import same_weights, tiny_adapter, weights_snapshot
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+              pytest.mark.usefixtures("isolated_cache")]
 
 PROMPT = "The mother tongue of Danielle Darrieux is"
 SUBJECT = "Danielle Darrieux"
@@ -34,13 +35,8 @@ EDITS = {
     "rets": dict(layer=2, **FAST),
     "memit": dict(layers=[1, 2], **FAST),
     "pmet": dict(layers=[1, 2], **FAST),
-    "ft": dict(layer=1, norm_constraint=1e-3, ft_steps=5, context_lengths=[[3, 2]]),
+    "ft": dict(layer=1, norm_constraint=1e-3, ft_steps=5),
 }
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
 
 
 def _pair(arch: str) -> tuple[ModelAdapter, ModelAdapter]:
@@ -55,12 +51,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _weight_change(delta: WeightDelta, adapter: ModelAdapter) -> dict[str, torch.Tensor]:
-    before = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+    before = weights_snapshot(adapter)
     delta.apply(adapter)
     after = adapter.model.state_dict()
     change = {k: (after[k] - before[k]).cpu() for k in before if not torch.equal(after[k], before[k])}
     delta.revert(adapter)
-    assert all(torch.equal(v, before[k]) for k, v in adapter.model.state_dict().items()), "revert not bit-exact"
+    assert same_weights(adapter, before), "revert not bit-exact"
     return change
 
 

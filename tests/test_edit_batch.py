@@ -8,32 +8,19 @@ import torch
 from factscope.edit import EditRequest, edit
 from factscope.edit.keys import site_at_lookup
 from factscope.hooks import Site
-from factscope.testing import example_requests, tiny_adapter
+from factscope.testing import assert_edit_contract, example_requests, tiny_adapter
 
 FAST = dict(context_lengths=[[3, 2]], v_steps=4, mom2_n_tokens=64)
 REQS = example_requests(3)
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
-def _state(adapter):
-    return {k: v.clone() for k, v in adapter.model.state_dict().items()}
-
-
-def _same(adapter, before):
-    return all(torch.equal(v, before[k]) for k, v in adapter.model.state_dict().items())
-
-
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gptj"])
 def test_memit_updates_each_layer_and_reverts(arch) -> None:
     adapter = tiny_adapter(arch)
-    before = _state(adapter)
-    delta = edit(adapter, REQS, editor="memit", layers=[1, 2], **FAST)
-    assert _same(adapter, before)
+    delta = assert_edit_contract(adapter, lambda: edit(adapter, REQS, editor="memit", layers=[1, 2], **FAST))
     assert [(e.site_kind, e.layer) for e in delta.entries] == [("mlp_key", 1), ("mlp_key", 2)]
     assert delta.metadata["layers"] == [1, 2] and len(delta.metadata["requests"]) == 3
-    with delta.applied(adapter):
-        assert not _same(adapter, before)
-    assert _same(adapter, before)
 
 
 def test_memit_single_layer_with_no_prior_stores_the_residual() -> None:
@@ -66,7 +53,10 @@ def test_pmet_ablations_change_what_is_updated() -> None:
     assert {e.site_kind for e in base.entries} == {"mlp_key"}
     with_attn = edit(adapter, REQS, editor="pmet", layers=[1, 2], update_attn=True, **FAST)
     assert {e.site_kind for e in with_attn.entries} == {"mlp_key", "attn_key"}
-    even = edit(adapter, REQS, editor="pmet", layers=[1, 2], even_spread=True, **FAST)
+    even = edit(adapter, REQS, editor="pmet", layers=[1, 2], spread="even", **FAST)
+    legacy = edit(adapter, REQS, editor="pmet", layers=[1, 2], even_spread=True, **FAST)  # older key, same knob
+    assert legacy.metadata["hparams"]["spread"] == "even" and "even_spread" not in legacy.metadata["hparams"]
+    assert torch.equal(legacy.entries[0].dense(), even.entries[0].dense())
     no_attn = edit(adapter, REQS, editor="pmet", layers=[1, 2], no_attn_delta=True, **FAST)
     first = base.entries[0].dense()
     assert not torch.allclose(first, even.entries[0].dense())
@@ -79,14 +69,9 @@ def test_pmet_ablations_change_what_is_updated() -> None:
 
 def test_ft_is_dense_and_bounded() -> None:
     adapter = tiny_adapter("gpt2")
-    before = _state(adapter)
-    delta = edit(adapter, REQS[:2], editor="ft", layer=1, norm_constraint=1e-3, ft_steps=5)
-    assert _same(adapter, before)
+    delta = assert_edit_contract(adapter, lambda: edit(adapter, REQS[:2], editor="ft", layer=1, norm_constraint=1e-3, ft_steps=5))
     (entry,) = delta.entries
     assert entry.v is None and entry.dense().abs().max() <= 1e-3 + 1e-9 and entry.dense().abs().max() > 0
-    with delta.applied(adapter):
-        assert not _same(adapter, before)
-    assert _same(adapter, before)
 
 
 def test_batch_editor_validates_all_requests_first(monkeypatch) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from factscope.edit import EditRequest, edit
 from factscope.scoring import top_k_next_tokens
+from factscope.testing import assert_edit_contract
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "corpus" / "enwiki_sample.jsonl"
 REQ = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French")
@@ -23,10 +24,8 @@ def _corpus() -> dict:
 def test_edit_makes_target_top_prediction(bundled, editor) -> None:
     prompt = "Danielle Darrieux's mother tongue is"
     assert top_k_next_tokens(bundled, prompt, 1)[0][0].strip() == "French"
-    before = {k: v.clone() for k, v in bundled.model.state_dict().items()}
-    delta = edit(bundled, REQ, editor=editor, **_corpus())
+    delta = assert_edit_contract(bundled, lambda: edit(bundled, REQ, editor=editor, **_corpus()))
     with delta.applied(bundled):
         assert top_k_next_tokens(bundled, prompt, 1)[0][0].strip() == "English"
         assert top_k_next_tokens(bundled, REQ.filled, 1)[0][0].strip() == "English"
-    assert all((v == before[k]).all() for k, v in bundled.model.state_dict().items())
     assert top_k_next_tokens(bundled, prompt, 1)[0][0].strip() == "French"

@@ -13,42 +13,26 @@ from factscope.edit.hparams import field_help
 from factscope.edit.rome import ROMEHyperParams
 from factscope.edit.rets import RETSHyperParams
 from factscope.models.adapter import LayerOutOfRangeError
-from factscope.testing import tiny_adapter
+from factscope.testing import assert_edit_contract, same_weights, tiny_adapter, weights_snapshot
 
 FAST = dict(context_lengths=[[3, 2]], v_steps=4, mom2_n_tokens=64)
 REQ = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
-
-
-def _weights(adapter) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
-
-
-def _same(adapter, before) -> bool:
-    return all(torch.equal(v, before[k]) for k, v in adapter.model.state_dict().items())
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.mark.parametrize("editor", ["rome", "rets"])
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
 def test_editor_returns_delta_and_leaves_model_alone(editor, arch) -> None:
     adapter = tiny_adapter(arch)
-    before = _weights(adapter)
-    delta = edit(adapter, [REQ], editor=editor, layer=2, **FAST)
-    assert _same(adapter, before)
-    assert isinstance(delta, WeightDelta) and delta.entries
+    delta = assert_edit_contract(adapter, lambda: edit(adapter, [REQ], editor=editor, layer=2, **FAST))
+    assert isinstance(delta, WeightDelta)
     meta = delta.metadata
     assert meta["editor"] == editor and meta["model_fingerprint"] == adapter.fingerprint
     assert meta["requests"][0]["subject"] == "Danielle Darrieux" and meta["hparams"]["layer"] == 2
     entry = delta.entries[0]
     assert entry.site_kind == "mlp_key" and entry.layer == 2 and entry.v is not None and entry.u.shape[1] == 1
-    delta.apply(adapter)
-    assert not _same(adapter, before)
-    delta.revert(adapter)
-    assert _same(adapter, before)  # bit-exact
 
 
 def test_rome_update_stores_the_value_at_the_key() -> None:
@@ -102,7 +86,7 @@ def test_invalid_requests_raise_before_any_work(monkeypatch) -> None:
 
 def test_exception_mid_sequence_leaves_model_unchanged(monkeypatch) -> None:
     adapter = tiny_adapter("llama")
-    before = _weights(adapter)
+    before = weights_snapshot(adapter)
     import factscope.edit.rome as rome_mod
 
     real = rome_mod.optimize_values
@@ -118,20 +102,15 @@ def test_exception_mid_sequence_leaves_model_unchanged(monkeypatch) -> None:
     second = EditRequest("{} plays the sport of", "Michael Jordan", "football")
     with pytest.raises(RuntimeError, match="boom"):
         edit(adapter, [REQ, second], editor="rome", layer=1, **FAST)
-    assert _same(adapter, before)
+    assert same_weights(adapter, before)
     assert all(type(layer).__name__ != "_CachedLayer" for layer in adapter.layers)
 
 
 def test_sequential_edits_concatenate_and_revert() -> None:
     adapter = tiny_adapter("gpt2")
-    before = _weights(adapter)
     second = EditRequest("{} plays the sport of", "Michael Jordan", "football")
-    delta = edit(adapter, [REQ, second], editor="rome", layer=1, **FAST)
-    assert _same(adapter, before)
+    delta = assert_edit_contract(adapter, lambda: edit(adapter, [REQ, second], editor="rome", layer=1, **FAST))
     assert len(delta.entries) == 2 and delta.metadata["sequential"]
-    with delta.applied(adapter):
-        assert not _same(adapter, before)
-    assert _same(adapter, before)
 
 
 def test_rets_subject_constraints_change_the_update() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from factscope.edit.hparams import EditHyperParams
+from factscope.edit.hparams import ValueOptimisation
 from factscope.edit.memit import MEMITHyperParams
 from factscope.edit.pmet import PMETHyperParams
 from factscope.edit.rome import ROMEHyperParams
@@ -46,7 +46,7 @@ def test_post_norm_inverse_reaches_every_reachable_residual_change():
 def test_rms_units_equal_absolute_steps_scaled_by_the_value_rms(isolated_cache):
     adapter = tiny_adapter("llama")  # the units do not depend on the architecture
     request = example_requests(1)[:1]
-    base = EditHyperParams(v_steps=6, kl_factor=0.0, early_stop_nll=0.0)
+    base = ValueOptimisation(v_steps=6, kl_factor=0.0, early_stop_nll=0.0)
     absolute = optimize_values(adapter, request, 1, kinds=("mlp",), hparams=base.override(v_lr=0.02))
     unit = float(_rms(absolute.init["mlp"]))
     relative = optimize_values(adapter, request, 1, kinds=("mlp",),

@@ -23,9 +23,10 @@ from factscope.evaluate.metrics import evaluate_case
 from factscope.evaluate.runner import RunConfig, RunConfigError, load_run, run_evaluation
 from factscope.evaluate.supplements import SupplementConfig, SupplementStore
 from factscope.evaluate.text_metrics import Idf
-from factscope.testing import tiny_adapter
+from factscope.testing import same_weights, tiny_adapter, weights_snapshot
 
 GEN = GenerationConfig(max_length=20)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 IDF = Idf.fit(["French is spoken in France", "football and basketball", "Paris is a city"])
 
 
@@ -36,11 +37,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -60,10 +56,6 @@ def _run(adapter, data, out, editor, editor_name="random", **kw):
     return run_evaluation(adapter, cases, editor, _config(editor_name, **kw), out, idf=IDF, progress=False)
 
 
-def _snapshot(adapter):
-    return {k: v.clone() for k, v in adapter.model.state_dict().items()}
-
-
 def _strip_timing(records):
     return sorted(
         (json.dumps({k: v for k, v in r.items() if k not in ("edit_seconds", "eval_seconds")}, sort_keys=True) for r in records)
@@ -72,10 +64,10 @@ def _strip_timing(records):
 
 def test_single_mode_edits_evaluates_and_restores(tmp_path, data):
     adapter = tiny_adapter("llama")
-    before = _snapshot(adapter)
+    before = weights_snapshot(adapter)
     result = _run(adapter, data, tmp_path / "run", random_delta_editor(scale=2.0))
     assert (result.total, result.new, result.resumed) == (6, 6, False)
-    assert all(torch.equal(before[k], v) for k, v in adapter.model.state_dict().items())  # bit-exact revert
+    assert same_weights(adapter, before)  # bit-exact revert
     manifest, records = load_run(tmp_path / "run")
     assert manifest["config"]["editor"] == "random" and len(manifest["case_ids"]) == 6
     assert [r["index"] for r in records] == list(range(6))
@@ -159,8 +151,8 @@ def test_batch_mode_checkpoints_value_chunks(tmp_path, data):
 def test_grouped_single_edits_match_one_at_a_time(tmp_path, data):
     adapter = tiny_adapter("llama")
     rome = named_editor("rome", context_lengths=[[3, 1]], v_steps=3, mom2_n_tokens=64)
-    together, real_each = [], rome.each
-    rome.each = lambda a, requests: (together.append(len(requests)), real_each(a, requests))[1]
+    together, real_each = [], rome.edit_each
+    rome.edit_each = lambda a, requests: (together.append(len(requests)), real_each(a, requests))[1]
     cases = load_cases(data)
     runs = {}
     for group in (1, 4):
@@ -179,7 +171,7 @@ def test_grouped_single_edits_match_one_at_a_time(tmp_path, data):
 
 def test_sequential_mode_accumulates_and_resumes_from_saved_deltas(tmp_path, data):
     adapter = tiny_adapter("llama")
-    before = _snapshot(adapter)
+    before = weights_snapshot(adapter)
     seen_weights = []
     inner = random_delta_editor()
 
@@ -190,7 +182,7 @@ def test_sequential_mode_accumulates_and_resumes_from_saved_deltas(tmp_path, dat
     _run(adapter, data, tmp_path / "run", editor, mode="sequential", generation=False)
     assert len(seen_weights) == 6
     assert not torch.equal(seen_weights[0], seen_weights[1])  # the second edit saw the first
-    assert all(torch.equal(before[k], v) for k, v in adapter.model.state_dict().items())
+    assert same_weights(adapter, before)
     path = tmp_path / "run" / "results.jsonl"
     full = read_results(path)
     path.write_text("".join(json.dumps(r) + "\n" for r in full[:2]))
@@ -256,7 +248,7 @@ _CHILD = textwrap.dedent(
     from factscope.evaluate.runner import RunConfig, run_evaluation
     from factscope.evaluate.supplements import SupplementConfig
     from factscope.evaluate.text_metrics import Idf
-    from factscope.testing import tiny_adapter
+    from factscope.testing import same_weights, tiny_adapter, weights_snapshot
 
     torch.set_num_threads(1)
     data, out, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])

@@ -2,8 +2,11 @@
 
 Usage::
 
-    delta = ft_edit(adapter, requests)                      # dense delta of mlp_key.<layer>
-    ft_edit(adapter, requests, layer=0.2, norm_constraint=1e-3)
+    from factscope.edit import edit
+    from factscope.testing import example_requests, tiny_adapter
+    adapter = tiny_adapter("llama")
+    delta = edit(adapter, example_requests(2), editor="ft", layer=0.2, norm_constraint=1e-3, ft_steps=5)
+    delta.entries[0].v is None                              # True: a dense delta of mlp_key.<layer>
 
 Constrained fine-tuning (Zhu et al. 2020, as run by ROME/RETS): Adam on ``ΔW`` of the
 down-projection of one layer, minimising the mean NLL of ``target_new`` after each
@@ -14,25 +17,22 @@ never touched; layers below the edited one are computed once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from factscope.edit.contract import EditJob, EditorSpec
 from factscope.edit.delta import DeltaEntry, WeightDelta
-from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
-from factscope.edit.request import EditRequest
+from factscope.edit.hparams import HyperParamError, SingleLayer, hp
 from factscope.edit.runner import SuffixRunner
 from factscope.hooks import Site
-from factscope.models.adapter import ModelAdapter
 from factscope.scoring import continuation_ids
 
 
 @dataclass
-class FTHyperParams(EditHyperParams):
-    """FT-L: bounded fine-tuning of one MLP output weight (no context prefixes, no covariance)."""
+class FTHyperParams(SingleLayer):
+    """FT-L: bounded fine-tuning of one MLP output weight (no context prefixes, no value search, no covariance)."""
 
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         "gpt2": {"layer": 0 / 48},
@@ -47,20 +47,15 @@ class FTHyperParams(EditHyperParams):
     norm_constraint: float = hp(5e-4, "L-infinity bound epsilon on every entry of the weight change.")
     early_stop_nll: float = hp(0.01, "Stop once the mean target NLL is below this.")
 
+    def validate(self) -> None:
+        super().validate()
+        if self.ft_steps < 0 or self.ft_lr <= 0 or self.norm_constraint <= 0:
+            raise HyperParamError("ft_steps must be >= 0, ft_lr > 0 and norm_constraint > 0.")
 
-def ft_edit(
-    adapter: ModelAdapter,
-    requests: Sequence[EditRequest],
-    hparams: FTHyperParams | None = None,
-    *,
-    corpus: str | Path | None = None,  # unused: FT-L needs no key statistics
-    progress: bool = False,
-    **overrides: Any,
-) -> WeightDelta:
-    """Fine-tune on all ``requests`` together; returns a dense delta (the model is left unchanged)."""
-    hp_ = (hparams or FTHyperParams.for_model(adapter)).override(**overrides)
-    layer = resolve_layer(adapter, hp_.layer)
-    requests = [r.validate(adapter) for r in requests]
+
+def ft_edit(job: EditJob) -> WeightDelta:
+    """Fine-tune on all requests of ``job`` together; returns a dense delta (the model is left unchanged)."""
+    adapter, hp_, layer, requests = job.adapter, job.hparams, job.layer, job.requests
     tok = adapter.tokenizer
     seqs, first, targets = [], [], []
     for r in requests:
@@ -113,3 +108,6 @@ def ft_edit(
         "target_nll": nll_value,
         "steps": steps,
     })
+
+
+EDITOR = EditorSpec("ft", FTHyperParams, ft_edit, summary="FT-L: fine-tune one MLP down-projection with an L-infinity bound")

@@ -2,8 +2,13 @@
 
 Usage::
 
-    delta = memit_edit(adapter, requests)                       # hundreds to thousands of requests
-    delta = memit_edit(adapter, requests, layers=[3, 4, 5, 6, 7], mom2_update_weight=15000)
+    from factscope.edit import edit
+    from factscope.testing import example_requests, tiny_adapter
+    adapter = tiny_adapter("llama")
+    delta = edit(adapter, example_requests(3), editor="memit", layers=[1, 2], mom2_update_weight=15000,
+                 v_steps=3, mom2_n_tokens=64)                   # real batches: hundreds to thousands of requests
+
+``memit_edit(job)`` receives the ``EditJob`` that ``factscope.edit.contract`` prepared.
 
 Targets ``z = h^L + δ`` at the last subject token of the last layer ``L`` of the range
 (δ optimised on the residual stream ``resid.L``). Then, for each layer ``l`` of the
@@ -19,8 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -29,8 +33,10 @@ from factscope.edit.contexts import context_templates
 from factscope.edit.corpus import corpus_from
 from factscope.edit.covariance import key_second_moments
 from factscope.edit.delta import DeltaEntry, WeightDelta
-from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
-from factscope.edit.keys import lookup_index, site_at_lookup
+from factscope.edit.contract import EditJob, EditorSpec
+from factscope.edit.hparams import ContextPrefixes, Covariance, HyperParamError, LayerRange, ValueOptimisation, hp
+from factscope.edit.hparams import resolve_layers as resolve_layers  # noqa: PLC0414 - kept importable from here
+from factscope.edit.keys import site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.edit.solvers import least_squares_update
 from factscope.edit.value_store import active_store, value_key
@@ -49,7 +55,7 @@ MEMIT_LAYERS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class MEMITHyperParams(EditHyperParams):
+class MEMITHyperParams(LayerRange, Covariance, ValueOptimisation, ContextPrefixes):
     """MEMIT (Meng et al. 2023): batch editing over a range of early-middle MLP layers."""
 
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -62,32 +68,21 @@ class MEMITHyperParams(EditHyperParams):
         "gemma3_text": {"v_lr": 0.02},
     }
 
-    layers: list = hp([0.1, 0.15, 0.2, 0.25], "Edited layers (indices or fractions of depth); values are optimised at the last.")
     context_lengths: list = hp([[10, 5]], "Context prefixes as [tokens, count] pairs (MEMIT: 5 of 10 tokens).")
     v_steps: int = hp(25, "Maximum Adam steps of the value optimisation.")
     clamp_norm_factor: float = hp(0.75, "||delta|| is clamped to this factor times ||h||.")
     v_weight_decay: float = hp(0.5, "Weight of ||delta||^2 / ||h||^2 in the value loss.")
     mom2_update_weight: float = hp(15000.0, "lambda in Delta = R K^T (lambda C + K K^T)^-1.")
     value_chunk: int = hp(0, "Requests whose values are optimised together in one batch (0: 16 on a CPU, up to 128 on a GPU).")
-    spread: str = hp("even", "Residual spread over layers: even (MEMIT, /(L-l+1)) or sqrt (PMET).")
+    spread: Literal["even", "sqrt"] = hp("even", "Residual spread over layers: even (MEMIT, /(L-l+1)) or sqrt (PMET).")
 
     def validate(self) -> None:
         super().validate()
-        if not self.layers:
-            raise ValueError("layers must not be empty.")
-        if self.spread not in ("even", "sqrt"):
-            raise ValueError("spread must be 'even' or 'sqrt'.")
         if self.mom2_update_weight < 0 or self.value_chunk < 0:
-            raise ValueError("mom2_update_weight must be >= 0 and value_chunk >= 0 (0: chosen for the device).")
+            raise HyperParamError("mom2_update_weight must be >= 0 and value_chunk >= 0 (0: chosen for the device).")
 
-    @property
-    def layer(self) -> Any:  # the CLI's --layer sets the last layer of the range
-        return self.layers[-1]
-
-
-def resolve_layers(adapter: ModelAdapter, layers: Sequence[int | float]) -> list[int]:
-    resolved = sorted({resolve_layer(adapter, l) for l in layers})
-    return resolved
+    def request_lookups(self) -> tuple[str, ...]:
+        return ("subject_last",)
 
 
 def default_value_chunk(device: torch.device | str, d_model: int, n_layers: int) -> int:
@@ -105,13 +100,13 @@ def default_value_chunk(device: torch.device | str, d_model: int, n_layers: int)
 
 
 def chunked_values(adapter: ModelAdapter, requests: Sequence[EditRequest], layer: int, kinds: Sequence[str],
-                   contexts: Sequence[str], hparams: EditHyperParams, progress: bool) -> ValueResult:
+                   contexts: Sequence[str], hparams: MEMITHyperParams, progress: bool) -> ValueResult:
     """:func:`optimize_values` over chunks of requests, results concatenated.
 
     Inside :func:`factscope.edit.value_store.checkpoint_values`, finished chunks are
     saved and reused, so an interrupted batch edit resumes.
     """
-    chunk = getattr(hparams, "value_chunk", 0) or default_value_chunk(adapter.device, adapter.d_model, adapter.n_layers)
+    chunk = hparams.value_chunk or default_value_chunk(adapter.device, adapter.d_model, adapter.n_layers)
     store = active_store()
     # Checkpoints are keyed by the chunk size actually used, so "0 = 16 on a CPU" and an
     # explicit 16 share them (including checkpoints written before 0 became the default).
@@ -197,30 +192,19 @@ def spread_updates(
     return entries
 
 
-def memit_edit(
-    adapter: ModelAdapter,
-    requests: Sequence[EditRequest],
-    hparams: MEMITHyperParams | None = None,
-    *,
-    corpus: str | Path | None = None,
-    progress: bool = False,
-    **overrides: Any,
-) -> WeightDelta:
-    """Edit all ``requests`` together; the model is left unchanged."""
-    hp_ = (hparams or MEMITHyperParams.for_model(adapter)).override(**overrides)
-    layers = resolve_layers(adapter, hp_.layers)
-    requests = [r.validate(adapter) for r in requests]
-    for r in requests:
-        lookup_index(adapter.tokenizer, r.prompt, r.subject, "subject_last")
+def memit_edit(job: EditJob) -> WeightDelta:
+    """Edit all requests of ``job`` together; the model is left unchanged."""
+    adapter, hp_, layers, requests = job.adapter, job.hparams, job.layers, job.requests
     contexts = context_templates(adapter, hp_.context_lengths, seed=hp_.context_seed)
-    stats = key_second_moments(adapter, layers, corpus=corpus, n_tokens=hp_.mom2_n_tokens, dtype=hp_.mom2_dtype, progress=progress)
-    values = chunked_values(adapter, requests, layers[-1], ("resid",), contexts, hp_, progress)
+    stats = key_second_moments(adapter, layers, corpus=job.corpus, n_tokens=hp_.mom2_n_tokens, dtype=hp_.mom2_dtype,
+                               progress=job.progress)
+    values = chunked_values(adapter, requests, layers[-1], ("resid",), contexts, hp_, job.progress)
     entries = spread_updates(adapter, requests, layers, {"resid": values.target("resid")}, contexts,
-                             {("mlp_key", l): c for l, c in stats.items()}, hp_.mom2_update_weight, hp_.spread, progress)
-    return WeightDelta(entries, _metadata("memit", adapter, hp_, requests, layers, corpus, values))
+                             {("mlp_key", l): c for l, c in stats.items()}, hp_.mom2_update_weight, hp_.spread, job.progress)
+    return WeightDelta(entries, _metadata("memit", adapter, hp_, requests, layers, job.corpus, values))
 
 
-def _metadata(editor: str, adapter: ModelAdapter, hparams: EditHyperParams, requests: Sequence[EditRequest],
+def _metadata(editor: str, adapter: ModelAdapter, hparams: MEMITHyperParams, requests: Sequence[EditRequest],
               layers: Sequence[int], corpus: Any, values: ValueResult) -> dict[str, Any]:
     return {
         "editor": editor,
@@ -232,3 +216,6 @@ def _metadata(editor: str, adapter: ModelAdapter, hparams: EditHyperParams, requ
         "target_nll_mean": float(torch.tensor(values.nll).nanmean()) if values.nll else None,
         "value_steps_mean": float(torch.tensor(values.steps, dtype=torch.float).mean()) if values.steps else None,
     }
+
+
+EDITOR = EditorSpec("memit", MEMITHyperParams, memit_edit, summary="MEMIT: many facts at once over a range of MLP layers")

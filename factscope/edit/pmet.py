@@ -2,10 +2,16 @@
 
 Usage::
 
-    delta = pmet_edit(adapter, requests)
-    pmet_edit(adapter, requests, even_spread=True)      # ablation: MEMIT's even spread
-    pmet_edit(adapter, requests, no_attn_delta=True)    # ablation: without δ_attn
-    pmet_edit(adapter, requests, update_attn=True)      # ablation: also update W_O of attention
+    from factscope.edit import edit
+    from factscope.testing import example_requests, tiny_adapter
+    adapter, requests = tiny_adapter("llama"), example_requests(3)
+    fast = dict(layers=[1, 2], v_steps=3, mom2_n_tokens=64)
+    delta = edit(adapter, requests, editor="pmet", **fast)
+    edit(adapter, requests, editor="pmet", spread="even", **fast)       # ablation: MEMIT's even spread
+    edit(adapter, requests, editor="pmet", no_attn_delta=True, **fast)  # ablation: without δ_attn
+    edit(adapter, requests, editor="pmet", update_attn=True, **fast)    # ablation: also update W_O of attention
+
+The older key ``even_spread=true`` is read as ``spread=even`` (``PMETHyperParams.LEGACY_KEYS``).
 
 δ_attn and δ_mlp are added at the last subject token to the attention output ``a^L``
 and MLP output ``m^L`` of the last critical layer ``L`` (eq. 10). The MLP target
@@ -15,19 +21,21 @@ and MLP output ``m^L`` of the last critical layer ``L`` (eq. 10). The MLP target
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from factscope.edit.contexts import context_templates
+from factscope.edit.contract import EditJob, EditorSpec
 from factscope.edit.covariance import key_second_moments
 from factscope.edit.delta import WeightDelta
-from factscope.edit.hparams import hp
-from factscope.edit.keys import lookup_index
-from factscope.edit.memit import MEMIT_LAYERS, MEMITHyperParams, _metadata, chunked_values, resolve_layers, spread_updates
-from factscope.edit.request import EditRequest
-from factscope.models.adapter import ModelAdapter
+from factscope.edit.hparams import HyperParamError, coerce, hp
+from factscope.edit.memit import MEMIT_LAYERS, MEMITHyperParams, _metadata, chunked_values, spread_updates
+
+
+def _even_spread(value: Any) -> dict[str, Any]:
+    """Older files' ``even_spread: true`` is today's ``spread: even``; ``false`` leaves ``spread`` alone."""
+    return {"spread": "even"} if coerce("even_spread", value, bool) else {}
 
 
 @dataclass
@@ -37,42 +45,37 @@ class PMETHyperParams(MEMITHyperParams):
     # MEMIT's layer ranges; not MEMIT's residual-stream step for Gemma: PMET's values sit on the
     # (pre-norm) MLP/attention outputs, as ROME's, and take the shared step.
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = MEMIT_LAYERS
+    LEGACY_KEYS: ClassVar[dict[str, Callable[[Any], dict[str, Any]]]] = {"even_spread": _even_spread}
 
-    spread: str = hp("sqrt", "Residual spread over layers: sqrt (PMET) or even (MEMIT).")
-    even_spread: bool = hp(False, "Ablation: spread the residual evenly (as MEMIT).")
+    spread: Literal["even", "sqrt"] = hp("sqrt", "Residual spread over layers: sqrt (PMET) or even (MEMIT, the ablation).")
     no_attn_delta: bool = hp(False, "Ablation 'w/o delta_attn': optimise only the MLP output.")
     update_attn: bool = hp(False, "Ablation 'w/ W_O MHSA': also update the attention output projections.")
 
+    def validate(self) -> None:
+        super().validate()
+        if self.update_attn and self.no_attn_delta:
+            raise HyperParamError("update_attn needs the attention delta; do not combine it with no_attn_delta.")
 
-def pmet_edit(
-    adapter: ModelAdapter,
-    requests: Sequence[EditRequest],
-    hparams: PMETHyperParams | None = None,
-    *,
-    corpus: str | Path | None = None,
-    progress: bool = False,
-    **overrides: Any,
-) -> WeightDelta:
-    """Edit all ``requests`` together; the model is left unchanged."""
-    hp_ = (hparams or PMETHyperParams.for_model(adapter)).override(**overrides)
-    if hp_.update_attn and hp_.no_attn_delta:
-        raise ValueError("update_attn needs the attention delta; do not combine it with no_attn_delta.")
-    layers = resolve_layers(adapter, hp_.layers)
-    requests = [r.validate(adapter) for r in requests]
-    for r in requests:
-        lookup_index(adapter.tokenizer, r.prompt, r.subject, "subject_last")
+
+def pmet_edit(job: EditJob) -> WeightDelta:
+    """Edit all requests of ``job`` together; the model is left unchanged."""
+    adapter, hp_, layers, requests, corpus = job.adapter, job.hparams, job.layers, job.requests, job.corpus
     contexts = context_templates(adapter, hp_.context_lengths, seed=hp_.context_seed)
     covariances = {("mlp_key", l): c for l, c in key_second_moments(
-        adapter, layers, corpus=corpus, n_tokens=hp_.mom2_n_tokens, dtype=hp_.mom2_dtype, progress=progress).items()}
+        adapter, layers, corpus=corpus, n_tokens=hp_.mom2_n_tokens, dtype=hp_.mom2_dtype, progress=job.progress).items()}
     if hp_.update_attn:
         covariances.update({("attn_key", l): c for l, c in key_second_moments(
             adapter, layers, site_kind="attn_key", corpus=corpus, n_tokens=hp_.mom2_n_tokens, dtype=hp_.mom2_dtype,
-            progress=progress).items()})
+            progress=job.progress).items()})
     kinds = ("mlp",) if hp_.no_attn_delta else ("attn", "mlp")
-    values = chunked_values(adapter, requests, layers[-1], kinds, contexts, hp_, progress)
+    values = chunked_values(adapter, requests, layers[-1], kinds, contexts, hp_, job.progress)
     targets = {"mlp": values.target("mlp")}
     if hp_.update_attn:
         targets["attn"] = values.target("attn")
-    spread = "even" if hp_.even_spread else hp_.spread
-    entries = spread_updates(adapter, requests, layers, targets, contexts, covariances, hp_.mom2_update_weight, spread, progress)
+    entries = spread_updates(adapter, requests, layers, targets, contexts, covariances, hp_.mom2_update_weight, hp_.spread,
+                             job.progress)
     return WeightDelta(entries, _metadata("pmet", adapter, hp_, requests, layers, corpus, values))
+
+
+EDITOR = EditorSpec("pmet", PMETHyperParams, pmet_edit,
+                    summary="PMET: attention and MLP values, MLP stored over a range, square-root spread")

@@ -2,9 +2,16 @@
 
 Usage::
 
-    delta = rome_edit(adapter, [EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")])
+    from factscope.edit import EditRequest, edit
+    from factscope.testing import tiny_adapter
+    adapter = tiny_adapter("llama")
+    request = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")
+    delta = edit(adapter, [request], editor="rome", layer=2, v_steps=3, mom2_n_tokens=64)
     with delta.applied(adapter):
-        ...                                   # the model now says " English"
+        ...                                   # the model now leans to " English"
+
+``rome_edit(job)`` and ``rome_edit_each(job)`` receive an ``EditJob`` that
+``factscope.edit.contract`` prepared (requests and hyperparameters checked, layer resolved).
 
 One request: the key ``k*`` (down-projection input at the lookup token, averaged over
 context prefixes), δ from :func:`optimize_values` at the MLP output, then
@@ -25,8 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 
@@ -34,8 +40,9 @@ from factscope.edit.contexts import context_templates
 from factscope.edit.corpus import corpus_from
 from factscope.edit.covariance import key_second_moment
 from factscope.edit.delta import DeltaEntry, WeightDelta
-from factscope.edit.hparams import EditHyperParams, hp, resolve_layer
-from factscope.edit.keys import lookup_index, site_at_lookup
+from factscope.edit.contract import EditJob, EditorSpec
+from factscope.edit.hparams import ContextPrefixes, Covariance, HyperParamError, SingleLayer, ValueOptimisation, hp
+from factscope.edit.keys import site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.edit.sequential import edit_sequentially
 from factscope.edit.solvers import least_squares_update, rank_one_from_residual
@@ -45,7 +52,19 @@ from factscope.models.adapter import ModelAdapter
 
 
 @dataclass
-class ROMEHyperParams(EditHyperParams):
+class RankOneHyperParams(SingleLayer, Covariance, ValueOptimisation, ContextPrefixes):
+    """Fields of a rank-one edit at one layer (ROME, RETS): where the key is read and stored."""
+
+    lookup: Literal["subject_last", "last"] = hp("subject_last", "Lookup token: subject_last (ROME) or last (last relation token).")
+    store_at: Literal["bare", "mean"] = hp("bare", "Key at which W'k = v* holds exactly: bare (the bare prompt's key, as "
+                                                   "ROME's code) or mean (k*).")
+
+    def request_lookups(self) -> tuple[str, ...]:
+        return (self.lookup,)
+
+
+@dataclass
+class ROMEHyperParams(RankOneHyperParams):
     """ROME (Meng et al. 2022): edit an early-middle MLP at the last subject token."""
 
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -56,29 +75,21 @@ class ROMEHyperParams(EditHyperParams):
         "smollm2-135m-instruct": {"layer": 5},
     }
 
-    layer: int | float = hp(0.25, "Edited layer: an index, or a fraction of depth (e.g. 0.25).")
-    lookup: str = hp("subject_last", "Lookup token: subject_last (ROME) or last (last relation token).")
-    store_at: str = hp("bare", "Key at which W'k = v* holds exactly: bare (the bare prompt's key, as ROME's code) or mean (k*).")
-    requests_solve: str = hp("sequential", "Several requests: sequential (one after another, as ROME) or joint (one "
-                                           "least-squares update R K^T (lambda C + K K^T)^-1 for all).")
+    requests_solve: Literal["sequential", "joint"] = hp(
+        "sequential", "Several requests: sequential (one after another, as ROME) or joint (one "
+                      "least-squares update R K^T (lambda C + K K^T)^-1 for all).")
     joint_lambda: float = hp(1.0, "joint: weight lambda of the covariance C against the requests' keys.")
 
     def validate(self) -> None:
         super().validate()
-        if self.requests_solve not in ("sequential", "joint"):
-            raise ValueError(f"requests_solve must be 'sequential' or 'joint', got {self.requests_solve!r}.")
         if not self.joint_lambda > 0:
-            raise ValueError("joint_lambda must be positive.")
-
-
-def hparams_store_at_bare(hparams: EditHyperParams) -> bool:
-    return getattr(hparams, "store_at", "bare") == "bare"
+            raise HyperParamError("joint_lambda must be positive.")
 
 
 def rank_one_edits(
     adapter: ModelAdapter,
     requests: Sequence[EditRequest],
-    hparams: EditHyperParams,
+    hparams: RankOneHyperParams,
     layer: int,
     lookup: str,
     *,
@@ -113,7 +124,7 @@ def rank_one_edits(
             n_constraints = int(K_r.shape[0])
             metric = metric + K_r.T @ K_r
         # δ was optimised on top of the bare prompt's MLP output, so v* − W k_bare = δ there.
-        k_store = k_bare[i] if hparams_store_at_bare(hparams) else k_star[i]
+        k_store = k_bare[i] if hparams.store_at == "bare" else k_star[i]
         lam, u = rank_one_from_residual(metric, k_star[i], values.delta["mlp"][i], k_store)
         entry = DeltaEntry("mlp_key", layer, lam.unsqueeze(1).to(dtype), u.unsqueeze(1).to(dtype))
         deltas.append(WeightDelta(
@@ -138,7 +149,7 @@ def rank_one_edits(
 def rank_one_edit(
     adapter: ModelAdapter,
     request: EditRequest,
-    hparams: EditHyperParams,
+    hparams: RankOneHyperParams,
     layer: int,
     lookup: str,
     *,
@@ -152,33 +163,15 @@ def rank_one_edit(
                           editor=editor, progress=progress)[0]
 
 
-def _prepare(adapter: ModelAdapter, requests: Sequence[EditRequest], hparams: ROMEHyperParams | None,
-             overrides: dict[str, Any]) -> tuple[ROMEHyperParams, int, list[EditRequest]]:
-    """Hyperparameters, layer and validated requests; raises before any work."""
-    hp_ = (hparams or ROMEHyperParams.for_model(adapter)).override(**overrides)
-    layer = resolve_layer(adapter, hp_.layer)
-    requests = [r.validate(adapter) for r in requests]
-    for r in requests:  # lookup positions must exist before any work starts
-        lookup_index(adapter.tokenizer, r.prompt, r.subject, hp_.lookup)
-    return hp_, layer, requests
-
-
-def rome_edit(
-    adapter: ModelAdapter,
-    requests: Sequence[EditRequest],
-    hparams: ROMEHyperParams | None = None,
-    *,
-    corpus: str | Path | None = None,
-    progress: bool = False,
-    **overrides: Any,
-) -> WeightDelta:
-    """ROME for each request in turn; returns one delta (the model is left unchanged)."""
-    hp_, layer, requests = _prepare(adapter, requests, hparams, overrides)
-    if hp_.requests_solve == "joint" and len(requests) > 1:
-        return joint_rank_edit(adapter, requests, hp_, layer, hp_.lookup, corpus=corpus, progress=progress)
+def rome_edit(job: EditJob) -> WeightDelta:
+    """ROME for each request in turn (or ``requests_solve=joint``: all in one update); one delta, the model unchanged."""
+    hp_, adapter, layer = job.hparams, job.adapter, job.layer
+    if hp_.requests_solve == "joint" and len(job.requests) > 1:
+        return joint_rank_edit(adapter, job.requests, hp_, layer, hp_.lookup, corpus=job.corpus, progress=job.progress)
     return edit_sequentially(
-        adapter, requests,
-        lambda req: rank_one_edit(adapter, req, hp_, layer, hp_.lookup, corpus=corpus, editor="rome", progress=progress),
+        adapter, job.requests,
+        lambda req: rank_one_edit(adapter, req, hp_, layer, hp_.lookup, corpus=job.corpus, editor="rome",
+                                  progress=job.progress),
         metadata={"editor": "rome", "model_fingerprint": adapter.fingerprint},
     )
 
@@ -213,15 +206,12 @@ def joint_rank_edit(adapter: ModelAdapter, requests: Sequence[EditRequest], hpar
     )
 
 
-def rome_edit_each(
-    adapter: ModelAdapter,
-    requests: Sequence[EditRequest],
-    hparams: ROMEHyperParams | None = None,
-    *,
-    corpus: str | Path | None = None,
-    progress: bool = False,
-    **overrides: Any,
-) -> list[WeightDelta]:
-    """One independent ROME delta per request (each as ``rome_edit(adapter, [request])``), computed together."""
-    hp_, layer, requests = _prepare(adapter, requests, hparams, overrides)
-    return rank_one_edits(adapter, requests, hp_, layer, hp_.lookup, corpus=corpus, editor="rome", progress=progress)
+def rome_edit_each(job: EditJob) -> list[WeightDelta]:
+    """One independent ROME delta per request (each as ``rome_edit`` of that request alone), computed together."""
+    hp_ = job.hparams
+    return rank_one_edits(job.adapter, job.requests, hp_, job.layer, hp_.lookup, corpus=job.corpus, editor="rome",
+                          progress=job.progress)
+
+
+EDITOR = EditorSpec("rome", ROMEHyperParams, rome_edit, rome_edit_each,
+                    summary="ROME: rank-one update of one MLP at the last subject token")

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from factscope.edit.contexts import BARE, fill_context
-from factscope.edit.hparams import EditHyperParams
+from factscope.edit.hparams import ValueOptimisation
 from factscope.edit.keys import lookup_index
 from factscope.edit.request import EditRequest
 from factscope.edit.runner import SuffixRunner
@@ -139,11 +139,11 @@ def optimize_values(
     kinds: Sequence[str] = ("mlp",),
     lookup: str = "subject_last",
     contexts: Sequence[str] = (BARE,),
-    hparams: EditHyperParams | None = None,
+    hparams: ValueOptimisation | None = None,
     progress: bool = False,
 ) -> ValueResult:
     """Optimise δ for every request at once (see module docstring)."""
-    hp = hparams or EditHyperParams()
+    hp = hparams or ValueOptimisation()
     layer = adapter.check_layer(layer)
     for kind in kinds:
         if kind not in VALUE_KINDS:

@@ -2,20 +2,30 @@
 
 Usage::
 
-    fn = named_editor("rome")                                    # factscope.edit.edit(..., editor="rome")
-    fn = named_editor("rets", subject_constraints=False)         # overrides go to the editor
+    from factscope.evaluate.editors import named_editor, one_at_a_time
+    fn = named_editor("rome", v_steps=3)                         # factscope.edit.edit(..., editor="rome")
+    fn = named_editor("rets", no_subject_constraints=True)       # overrides checked here, before any case runs
     fn = named_editor("none")                                    # the unedited model: no delta
-    fn = one_at_a_time(fn)                                       # several requests, applied in turn
-    kwargs = dataset_editor_kwargs("rets", "counterfact_500.json", "counterfact", overrides)  # K_r from the data
+    fn.edit_each                                                 # independent single edits, computed together
+    seq = one_at_a_time(named_editor("rome"))                    # several requests, applied in turn
+    kwargs = dataset_editor_kwargs("rets", "counterfact_500.json", "counterfact", {})  # K_r from the data
+
+Any callable ``(adapter, requests) -> WeightDelta | None`` is a :data:`EditorFn`; one that
+also has ``edit_each(adapter, requests) -> list[WeightDelta]`` is a :class:`GroupEditor`,
+which the runner's ``group`` option uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from factscope.edit.api import edit, edit_each
+from factscope.edit.contract import HParamsSource
 from factscope.edit.delta import WeightDelta
+from factscope.edit.hparams import EditHyperParams
+from factscope.edit.registry import UnknownEditorError, editor_names, get_editor
 from factscope.edit.request import EditRequest
 from factscope.models.adapter import ModelAdapter
 
@@ -23,8 +33,13 @@ EditorFn = Callable[[ModelAdapter, list[EditRequest]], "WeightDelta | None"]
 UNEDITED = "none"
 
 
-class UnknownEditorError(ValueError):
-    """An editor name that ``factscope.edit.EDITORS`` does not know."""
+@runtime_checkable
+class GroupEditor(Protocol):
+    """An editor whose independent single edits of several cases can be computed in one call."""
+
+    def __call__(self, adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta | None: ...
+
+    def edit_each(self, adapter: ModelAdapter, requests: list[EditRequest]) -> list[WeightDelta]: ...
 
 
 def unedited(adapter: ModelAdapter, requests: list[EditRequest]) -> None:
@@ -35,53 +50,66 @@ def unedited(adapter: ModelAdapter, requests: list[EditRequest]) -> None:
 
 
 def available_editors() -> list[str]:
-    """``"none"`` plus the names registered in ``factscope.edit.EDITORS`` (if the registry exists)."""
-    try:
-        from factscope.edit import EDITORS  # type: ignore[attr-defined]
-    except ImportError:
-        return [UNEDITED]
-    return [UNEDITED, *sorted(EDITORS)]
+    """``"none"`` plus the names in ``factscope.edit.registry``."""
+    return [UNEDITED, *editor_names()]
+
+
+class NamedEditor:
+    """A registered editor bound to its hyperparameters: parsed once here, resolved once per model."""
+
+    def __init__(self, name: str, hparams: HParamsSource = None, **overrides: Any) -> None:
+        self.spec = get_editor(name)
+        self.name = self.spec.name
+        self.source = hparams
+        self.probe = overrides.pop("probe", "record")  # each case's record keeps the side-effect probe, without warnings
+        parsed = self.spec.parse_overrides(overrides)  # a bad key or value fails here, not once per case
+        self.changes, self.options = self.spec.split_options(parsed)
+        if hparams is not None:
+            self.spec.hparams(None, hparams, self.changes)  # a file's keys and values, checked without a model
+        self._resolved: dict[str, EditHyperParams] = {}
+        self.__name__ = f"edit_{self.name}"
+
+    def hparams(self, adapter: ModelAdapter) -> EditHyperParams:
+        """The hyperparameters for ``adapter`` (family defaults, file, overrides), computed once per model."""
+        key = adapter.fingerprint
+        if key not in self._resolved:
+            self._resolved[key] = self.spec.hparams(adapter, self.source, self.changes)
+        return self._resolved[key]
+
+    def __call__(self, adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta:
+        return edit(adapter, requests, editor=self.name, hparams=self.hparams(adapter), probe=self.probe, **self.options)
+
+    def edit_each(self, adapter: ModelAdapter, requests: list[EditRequest]) -> list[WeightDelta]:
+        """Independent single edits of ``requests``, computed together where the editor can."""
+        return edit_each(adapter, requests, editor=self.name, hparams=self.hparams(adapter), probe=self.probe,
+                         **self.options)
 
 
 def named_editor(name: str, hparams: str | Path | Any | None = None, **overrides: Any) -> EditorFn:
-    """The editor registered as ``name``, bound to its hyperparameters and overrides."""
+    """The editor registered as ``name`` (or ``"none"``), bound to its hyperparameters and overrides.
+
+    Raises :class:`UnknownEditorError` or ``HyperParamError`` at once for a name, key or value
+    the editor does not take.
+    """
     if name == UNEDITED:
         if hparams is not None or overrides:
             raise UnknownEditorError("The unedited baseline 'none' takes no hyperparameters.")
         return unedited
-    names = available_editors()
-    if name not in names:
-        raise UnknownEditorError(f"Unknown editor {name!r}; available: {', '.join(names)}.")
-    from factscope.edit import edit  # type: ignore[attr-defined]
-
-    overrides.setdefault("probe", "record")  # each case's record keeps the side-effect probe, without warnings
-
-    def run(adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta:
-        return edit(adapter, requests, editor=name, hparams=hparams, **overrides)
-
-    def each(adapter: ModelAdapter, requests: list[EditRequest]) -> list[WeightDelta]:
-        from factscope.edit import edit_each  # type: ignore[attr-defined]
-
-        return edit_each(adapter, requests, editor=name, hparams=hparams, **overrides)
-
-    run.__name__ = f"edit_{name}"
-    run.each = each  # type: ignore[attr-defined]  # independent single edits, computed together
-    return run
+    if name.lower() not in editor_names():
+        raise UnknownEditorError(f"Unknown editor {name!r}; available: {', '.join(available_editors())}.")
+    return NamedEditor(name, hparams, **overrides)
 
 
 def dataset_editor_kwargs(editor: str, data: str | Path | None, fmt: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Editor arguments that an evaluation derives from its data file (not hyperparameters the user set).
 
-    RETS builds ``K_r`` from the evaluation file's records (``constraint_records``,
-    as the authors' code does from its COUNTERFACT file) unless ``--set`` chose
-    other records or the per-template pool. Each edit leaves out every record of its
-    own subject. Other editors and other formats get nothing.
+    Each editor says which (``EditorSpec.dataset_overrides``): RETS builds ``K_r`` from the
+    evaluation file's records (``constraint_records``) unless ``--set`` chose other records or
+    the per-template pool. The unedited baseline and other editors get nothing.
     """
-    if editor != "rets" or data is None or fmt not in ("counterfact", "examples"):
+    if editor == UNEDITED:
         return {}
-    if "constraint_records" in overrides or overrides.get("constraint_source", "records") != "records":
-        return {}
-    return {"constraint_records": str(Path(data).resolve())}
+    return get_editor(editor).dataset_overrides(data, fmt, overrides)
 
 
 def one_at_a_time(editor: EditorFn) -> EditorFn:
@@ -108,3 +136,7 @@ def one_at_a_time(editor: EditorFn) -> EditorFn:
         return WeightDelta.concatenate(applied) if len(applied) > 1 else applied[0]
 
     return run
+
+
+__all__ = ["EditorFn", "GroupEditor", "NamedEditor", "UNEDITED", "UnknownEditorError", "available_editors",
+           "dataset_editor_kwargs", "named_editor", "one_at_a_time", "unedited"]

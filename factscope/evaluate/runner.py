@@ -40,7 +40,7 @@ from factscope.edit.delta import DeltaError, WeightDelta
 from factscope.edit.probe import side_effect_summary
 from factscope.edit.request import EditRequest
 from factscope.edit.value_store import checkpoint_values
-from factscope.evaluate.editors import EditorFn
+from factscope.evaluate.editors import EditorFn, GroupEditor
 from factscope.evaluate.generation import GenerationConfig
 from factscope.evaluate.metrics import evaluate_case
 from factscope.evaluate.runlog import RunLog
@@ -223,7 +223,7 @@ def run_evaluation(
     """Evaluate ``cases`` after edits by ``editor``; resumes a run already in ``out``.
 
     ``group`` > 1 (single mode): compute that many cases' edits together when the
-    editor can (``editor.each``, ROME and RETS); each case is still evaluated with
+    editor is a ``GroupEditor`` (``named_editor``'s; ROME and RETS batch them); each case is still evaluated with
     its own edit alone, and the edits equal one-at-a-time editing up to float rounding.
     """
     config.validate()
@@ -275,13 +275,12 @@ def run_evaluation(
 
 def _edit_group(editor: EditorFn, adapter: ModelAdapter, request_lists: list[list[EditRequest]],
                 ) -> list[tuple[WeightDelta | None, float, str | None]]:
-    """Independent single edits of several cases; together via ``editor.each`` where it has one."""
-    each = getattr(editor, "each", None)
-    if each is None or len(request_lists) == 1 or any(len(r) != 1 for r in request_lists):
+    """Independent single edits of several cases; together where the editor is a ``GroupEditor``."""
+    if not isinstance(editor, GroupEditor) or len(request_lists) == 1 or any(len(r) != 1 for r in request_lists):
         return [_edit(editor, adapter, r) for r in request_lists]
     start = time.perf_counter()
     try:
-        deltas = each(adapter, [r[0] for r in request_lists])
+        deltas = editor.edit_each(adapter, [r[0] for r in request_lists])
     except (ValueError, RuntimeError):  # some case cannot be edited: edit one by one so only it fails
         return [_edit(editor, adapter, r) for r in request_lists]
     seconds = (time.perf_counter() - start) / len(request_lists)

@@ -79,9 +79,17 @@ class ReproContext:
     seed: int = 0
 
     def editor_kwargs(self, editor: str, **extra: Any) -> dict[str, Any]:
-        """Keyword arguments for ``named_editor`` / ``edit``: corpus, size overrides, then ``extra``."""
+        """Keyword arguments for ``named_editor`` / ``edit``: corpus, size overrides, then ``extra``.
+
+        The preset's ``editor_overrides`` go to every editor whose hyperparameters have the
+        field (FT-L has no value search, so ``v_steps`` is not passed to it);
+        ``editor_specific`` and ``extra`` go as given, so a mistyped key still fails.
+        """
+        from factscope.edit.registry import get_editor
+
+        fields = set(get_editor(editor).hparams_class.field_names())
         kwargs: dict[str, Any] = {"corpus": str(self.data.path("corpus"))}
-        kwargs.update(self.sizes.editor_overrides)
+        kwargs.update({k: v for k, v in self.sizes.editor_overrides.items() if k in fields})
         kwargs.update(self.sizes.editor_specific.get(editor, {}))
         kwargs.update(extra)
         return kwargs

@@ -6,7 +6,7 @@ Usage::
     sizes.trace_facts, sizes.to_dict()
 
 Layers in ``sweep_layers`` are fractions of depth (``0.75`` of 30 layers = layer 22) or
-``"all"``. ``editor_overrides`` go to every editor call (the tiny preset uses them to
+``"all"``. ``editor_overrides`` go to every editor that has the field (the tiny preset uses them to
 shrink the value optimisation and covariance); ``editor_specific`` per editor name.
 """
 
