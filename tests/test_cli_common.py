@@ -85,3 +85,49 @@ def test_load_adapter_turns_load_errors_into_a_clean_exit(monkeypatch) -> None:
     with pytest.raises(typer.Exit) as exit_info:
         common.load_adapter(ModelSpec("missing"))
     assert exit_info.value.exit_code == 2
+
+
+def _options(command: str) -> set[str]:
+    from factscope.cli import app
+
+    group = typer.main.get_command(app)
+    cmd = group.commands[command]  # type: ignore[attr-defined]
+    return {opt for p in cmd.params if p.param_type_name == "option" for opt in p.opts}
+
+
+@pytest.mark.parametrize("command", ["predict", "trace", "trace-dataset", "lens", "lens-dataset", "dynamics", "edit",
+                                     "evaluate", "reproduce", "demo"])
+def test_every_computing_command_takes_threads_and_model(command: str) -> None:
+    opts = _options(command)
+    assert {"--threads", "--model"} <= opts, opts
+
+
+@pytest.mark.parametrize("command", ["predict", "trace", "trace-dataset", "lens", "edit", "edit-params", "evaluate"])
+def test_commands_with_a_result_to_print_take_json(command: str) -> None:
+    assert "--json" in _options(command)
+
+
+def test_layer_option_asks_the_hparams_class_for_a_range() -> None:
+    from factscope.cli.editor_args import layer_override
+    from factscope.edit import get_editor
+    from factscope.testing import tiny_adapter
+
+    adapter = tiny_adapter("llama")  # 4 layers
+    assert layer_override(get_editor("rome"), 2, adapter) == {"layer": 2}
+    assert layer_override(get_editor("ft"), 0.5, adapter) == {"layer": 0.5}
+    memit_default = len(get_editor("memit").hparams(adapter).layers)
+    assert layer_override(get_editor("memit"), 3, adapter) == {"layers": list(range(max(0, 4 - memit_default), 4))}
+    assert layer_override(get_editor("pmet"), 1, adapter)["layers"][-1] == 1
+
+
+def test_one_set_parser_types_values_for_the_editor() -> None:
+    from factscope.cli.editor_args import editor_overrides
+    from factscope.edit import get_editor
+
+    assert editor_overrides(get_editor("rets"), ["no_subject_constraints=true", "layer=0.5", "n_constraint_records=7"], None) == {
+        "no_subject_constraints": True, "layer": 0.5, "n_constraint_records": 7}
+    assert editor_overrides(get_editor("memit"), ["layers=[1, 2]", "context_lengths=[[3, 1]]"], None) == {
+        "layers": [1, 2], "context_lengths": [[3, 1]]}
+    assert editor_overrides(get_editor("pmet"), ["even_spread=true"], None) == {"spread": "even"}
+    with pytest.raises(typer.Exit):
+        editor_overrides(get_editor("ft"), ["v_steps=3"], None)

@@ -163,7 +163,7 @@ def test_evaluate_passes_its_counterfact_file_to_rets(cf) -> None:
 
 def test_demo_picks_other_relation_prompts_with_a_content_word_next() -> None:
     from factscope.cli.demo import other_relation_candidates, side_effect_prompts
-    from factscope.cli.edit import example_facts
+    from factscope.cli.probes import example_facts
     from factscope.scoring import continuation_ids
 
     fact = example_facts()[0]

@@ -138,3 +138,33 @@ def test_cli_trace_dataset(adapter, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert (out / "aie_relation_mlp.png").exists() and (out / "summary.json").exists()
     assert "lr" in res.output and "skipped 1 wrongly predicted" in res.output
+
+
+def test_cli_trace_json_and_threads(adapter, tmp_path, monkeypatch):
+    from factscope.cli import app
+    import factscope.cli.trace as cli_trace
+
+    monkeypatch.setattr(cli_trace, "load_adapter", lambda *a, **k: adapter)
+    threads = torch.get_num_threads()
+    try:
+        res = CliRunner().invoke(app, ["trace", "The capital of France is", "--subject", "France", "--kind", "state",
+                                       "--samples", "1", "--out", str(tmp_path / "t"), "--json", "--threads", "1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.output
+    printed = json.loads(res.stdout)
+    assert printed == json.loads((tmp_path / "t" / "trace.json").read_text()) and set(printed) == {"state"}
+
+
+def test_long_trace_titles_are_wrapped_to_the_figure():
+    from factscope.reports.heatmaps import fit_title
+
+    short, size = fit_title("'The capital of France is' → ' Paris'", 4.2)
+    assert "\n" not in short and size == 9
+    text = "'" + "The mother tongue of Danielle Darrieux, the French actress and singer, is " * 2 + "' → ' French'"
+    wrapped, size = fit_title(text, 4.2)
+    lines = wrapped.split("\n")
+    assert len(lines) > 1 and size >= 7
+    assert all(len(line) * 0.6 * size <= 4.2 * 72 for line in lines)  # each line fits the figure's width
+    assert " ".join(lines).replace("  ", " ") == " ".join(text.split())

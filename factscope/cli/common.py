@@ -1,4 +1,4 @@
-"""Options and helpers shared by CLI commands.
+"""Checks and helpers shared by CLI commands (the options themselves are declared in ``options.py``).
 
 Usage::
 
@@ -7,84 +7,32 @@ Usage::
     def mine(as_json: JsonOption = False, model: ModelSpec = ModelSpec()) -> None:
         adapter = load_adapter(model)  # --model/-m, --device, --dtype, --device-map, parsed into one ModelSpec
 
-    @app.command()
-    def small(model: ModelOption = None) -> None:  # only --model
-        adapter = load_adapter(model)
+    check_input_file(path, "--data")      # exit 2 with one error line before any model loads
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Any
 
 import typer
 
+# Kept importable from here for older command modules; declared in options.py.
+from factscope.cli.options import (  # noqa: F401
+    DeviceMapOption,
+    DeviceOption,
+    DtypeOption,
+    JsonOption,
+    ModelOption,
+    ModelSpec,
+    ThreadsOption,
+    model_options,
+)
 from factscope.models.adapter import ModelAdapter
-
-ModelOption = Annotated[
-    Optional[str],
-    typer.Option("--model", "-m", help="HF model id, local folder or .gguf file; default: the bundled SmolLM2-135M-Instruct."),
-]
-DeviceOption = Annotated[Optional[str], typer.Option(help="torch device, e.g. cpu, cuda, cuda:1.")]
-DtypeOption = Annotated[Optional[str], typer.Option(help="float32 | float16 | bfloat16 (default: the model's).")]
-DeviceMapOption = Annotated[Optional[str], typer.Option("--device-map", help="Passed to transformers, e.g. auto (shards over GPUs).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-Command = TypeVar("Command", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model to load and how: the values of ``--model``, ``--device``, ``--dtype`` and ``--device-map``."""
-
-    name: Optional[str] = None
-    device: Optional[str] = None
-    dtype: Optional[str] = None
-    device_map: Optional[str] = None
-
-
-# The options behind a ``ModelSpec``, in ModelSpec field order; the keys are the parameter names Typer sees.
-_MODEL_SPEC_OPTIONS = {"model": ModelOption, "device": DeviceOption, "dtype": DtypeOption, "device_map": DeviceMapOption}
-
-
-def model_options(*, device_map: bool = True) -> Callable[[Command], Command]:
-    """Usage: ``@model_options()`` on a command with a ``model: ModelSpec = ModelSpec()`` parameter.
-
-    Typer sees ``--model/-m``, ``--device``, ``--dtype`` and (unless ``device_map=False``) ``--device-map``
-    in that parameter's place, all defaulting to None; the command receives them as one ``ModelSpec``.
-    """
-    names = [name for name in _MODEL_SPEC_OPTIONS if device_map or name != "device_map"]
-
-    def decorate(command: Command) -> Command:
-        signature = inspect.signature(command, eval_str=True)
-        if "model" not in signature.parameters:
-            raise TypeError(f"{command.__name__} needs a `model: ModelSpec` parameter for @model_options.")
-        params: list[inspect.Parameter] = []
-        for param in signature.parameters.values():
-            if param.name != "model":
-                params.append(param)
-                continue
-            params += [inspect.Parameter(name, param.kind, default=None, annotation=_MODEL_SPEC_OPTIONS[name])
-                       for name in names]
-
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            spec = ModelSpec(*(kwargs.pop(name, None) for name in _MODEL_SPEC_OPTIONS))
-            return command(*args, model=spec, **kwargs)
-
-        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": signature.return_annotation}
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
 
 def check_model_spec(spec: ModelSpec) -> None:
     """Exit cleanly on a ``--device``/``--dtype``/``--device-map`` that cannot work, before anything loads."""

@@ -3,7 +3,7 @@
 Usage::
 
     factscope demo                       # Danielle Darrieux's mother tongue: French → English
-    factscope demo --case 3 --corpus enwiki.jsonl
+    factscope demo --case 3 --corpus enwiki.jsonl --threads 1
 
 Shows, before and after each edit, the prediction on the rewrite prompt, its
 paraphrases, the same subject under other relations (does the edit over-generalise?)
@@ -19,13 +19,13 @@ later runs skip it).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import ModelOption, check_input_file, fail, load_adapter
-from factscope.cli.edit import Probe, example_facts, measure, print_comparison
+from factscope.cli.common import check_input_file, fail, load_adapter, set_threads
+from factscope.cli.options import CorpusOption, ModelOption, ThreadsOption
+from factscope.cli.probes import Probe, example_facts, measure, print_comparison
 
 FALLBACK_FACT = {
     "case_id": "demo-0",
@@ -124,7 +124,8 @@ def print_o2(adapter: Any, others: list[tuple[str, int]], before: list[float], a
 
 def demo(
     case: Annotated[Optional[int], typer.Option("--case", help="Index into the example facts (default: Danielle Darrieux).")] = None,
-    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Text/JSONL corpus for the key covariance (default: model-generated text).")] = None,
+    corpus: CorpusOption = None,
+    threads: ThreadsOption = None,
     model: ModelOption = None,
 ) -> None:
     """Edit one example fact with ROME and RETS and show efficacy and side effects."""
@@ -135,6 +136,7 @@ def demo(
     start = time.perf_counter()
     fact = _pick(case)
     check_input_file(corpus, "--corpus")
+    set_threads(threads)
     adapter = load_adapter(model)
     rw = fact["requested_rewrite"]
     request = EditRequest(rw["prompt"], rw["subject"], rw["target_new"]["str"], rw["target_true"]["str"],

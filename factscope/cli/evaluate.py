@@ -3,7 +3,7 @@
 Usage::
 
     factscope evaluate --editor rome --data ../shared/data/counterfact/counterfact_500.json --n 20 --out runs/rome
-    factscope evaluate --editor rets --set subject_constraints=false --label "RETS w/o SC" ... --out runs/rets-nosc
+    factscope evaluate --editor rets --set no_subject_constraints=true --label "RETS w/o SC" ... --out runs/rets-nosc
     factscope evaluate --editor none --data ... --out runs/none          # the unedited model
     factscope evaluate --editor rome --perspective relation --relation-requests add ... --out runs/rome-rel-add
     factscope evaluate --editor rome --perspective relation --set requests_solve=joint ... --out runs/rome-rel-joint
@@ -18,35 +18,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import (
-    ModelSpec,
-    check_hparams_file,
-    check_input_file,
-    check_output_dir,
-    fail,
-    load_adapter,
-    model_options,
-    set_threads,
-)
-
-
-def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--set expects KEY=VALUE, got {item!r}.")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = {"True": True, "False": False}.get(raw, raw)
-        overrides[key.strip()] = value
-    return overrides
+from factscope.cli.common import check_input_file, check_output_dir, fail, load_adapter, print_json, set_threads
+from factscope.cli.editor_args import check_editor, editor_overrides, model_hparams
+from factscope.cli.options import HparamsOption, JsonOption, ModelSpec, SetOption, ThreadsOption, model_options
 
 
 @model_options()
 def evaluate(
-    editor: Annotated[str, typer.Option(help="rets | rome | memit | pmet | ft | none (the unedited model) or any registered editor.")],
+    editor: Annotated[str, typer.Option("--editor", "-e", help="rets | rome | memit | pmet | ft | none (the unedited model) or any registered editor.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (manifest.json + results.jsonl); rerun to resume.")],
     data: Annotated[Optional[Path], typer.Option(help="Dataset file; default: the bundled example facts.")] = None,
     format: Annotated[str, typer.Option("--format", help="auto | counterfact | flat | zsre | examples.")] = "auto",
@@ -58,14 +37,15 @@ def evaluate(
                                                    "ROME applies them in turn, --set requests_solve=joint solves them "
                                                    "together) or add (the add request alone).")] = "add+remove",
     no_generation: Annotated[bool, typer.Option("--no-generation", help="Skip Fluency and Consistency (text generation).")] = False,
-    hparams: Annotated[Optional[Path], typer.Option(help="Editor hyperparameters (YAML/JSON).")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Editor hyperparameter override KEY=VALUE (repeatable).")] = [],
+    hparams: HparamsOption = None,
+    set_: SetOption = [],  # noqa: B006
     label: Annotated[Optional[str], typer.Option(help="Row label in summaries (default: editor and overrides).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and R-Specificity relation choice.")] = 0,
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
     group: Annotated[int, typer.Option("--group", min=1, help="Single mode: cases whose edits are computed together "
                                        "(ROME, RETS; same edits; helps on GPUs, not on a small CPU). Each case is still evaluated alone.")] = 1,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (1 helps on a busy machine).")] = None,
+    threads: ThreadsOption = None,
+    as_json: JsonOption = False,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
@@ -80,10 +60,14 @@ def evaluate(
         fail(f"--relation-requests must be one of {', '.join(RELATION_REQUESTS)}, got {relation_requests!r}.")
     check_input_file(data, "--data")
     check_input_file(corpus, "--corpus")
-    check_hparams_file(hparams)
+    if editor == "none":
+        if hparams is not None or set_:
+            fail("--editor none: the unedited baseline 'none' takes no hyperparameters (--hparams, --set).")
+        overrides: dict[str, Any] = {}
+    else:  # every key and value checked here, before the run folder or the model
+        overrides = editor_overrides(check_editor(editor, extra=("none",)), set_, hparams)
     check_output_dir(out)
     set_threads(threads)
-    overrides = _parse_overrides(set_)
     # One run per --out folder: a second `evaluate` on it exits here, before any model loads.
     created = not out.exists()
     lock = FolderLock(out, "--out folder")
@@ -93,7 +77,7 @@ def evaluate(
         fail(str(err))
     try:
         _evaluate_locked(editor, out, data, format, n, mode, batch_size, perspective, no_generation, hparams,
-                         overrides, label, seed, corpus, group, model, relation_requests)
+                         overrides, label, seed, corpus, group, model, relation_requests, as_json)
     finally:
         lock.release()
         if created and [p.name for p in out.iterdir()] == [lock.path.name]:  # refused before anything was written
@@ -101,29 +85,10 @@ def evaluate(
             out.rmdir()
 
 
-def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, Any], adapter: Any) -> None:
-    """Exit on a --hparams file or --set value the editor refuses, before any case is run (not once per case)."""
-    from factscope.edit import EDITORS
-    from factscope.edit.hparams import resolve_layer
-
-    entry = EDITORS.get(editor.lower())
-    if entry is None:
-        return
-    cls = entry[1]
-    try:
-        base = cls.from_file(hparams, adapter) if hparams else cls.for_model(adapter)
-        hp = base.override(**{k: v for k, v in overrides.items() if k not in ("corpus", "progress", "subject_pool")})
-        for layer in [getattr(hp, "layer", 0), *(getattr(hp, "layers", None) or [])]:
-            resolve_layer(adapter, layer)  # a layer the model does not have
-    except (ValueError, TypeError) as err:
-        source = f"--hparams {hparams} / --set" if hparams else "--set"
-        fail(f"{source}: {err}")
-
-
 def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, n: Optional[int], mode: str,
                      batch_size: Optional[int], perspective: str, no_generation: bool, hparams: Optional[Path],
                      overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
-                     model: ModelSpec, relation_requests: str = "add+remove") -> None:
+                     model: ModelSpec, relation_requests: str = "add+remove", as_json: bool = False) -> None:
     from factscope.datasets import DatasetFormatError, load_cases
     from factscope.evaluate.editors import UnknownEditorError, dataset_editor_kwargs, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
@@ -148,7 +113,8 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
         fail(str(err))
     supplement = SupplementConfig(seed=seed, corpus=str(corpus) if corpus else None)
     adapter = load_adapter(model)
-    _check_hparams(editor, hparams, overrides, adapter)
+    if editor != "none":
+        model_hparams(check_editor(editor), adapter, hparams, overrides)  # e.g. a layer this model lacks, before any case
     config = RunConfig(
         editor=editor,
         data=str(data.resolve()) if data else None,
@@ -181,6 +147,9 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
     except (RunConfigMismatch, RunConfigError, CorruptRunError) as err:
         fail(str(err))
     state = "resumed" if result.resumed else "started"
+    if as_json:
+        print_json({"folder": str(result.folder), "state": state, "new": result.new, "planned": result.total})
+        return
     typer.echo(f"{result.folder}: {state}; {result.new} new line(s), {result.total} planned. Summarize with: factscope summarize {result.folder}")
 
 

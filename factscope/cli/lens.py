@@ -17,8 +17,6 @@ from typing import Annotated, Any, Optional
 import typer
 
 from factscope.cli.common import (
-    JsonOption,
-    ModelSpec,
     check_input_file,
     check_k,
     check_layer_index,
@@ -26,9 +24,10 @@ from factscope.cli.common import (
     check_prompt_fits,
     fail,
     load_adapter,
-    model_options,
     print_json,
+    set_threads,
 )
+from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
 
 KOption = Annotated[int, typer.Option("--k", "-k", min=1, help="Top-k tokens per layer (RETS/PMET: 50).")]
 RawOption = Annotated[bool, typer.Option("--raw", help="Plain unembedding without the final norm (as RETS did).")]
@@ -61,6 +60,7 @@ def lens(
     attributes: Annotated[Optional[Path], typer.Option(help="relation_id -> [strings] JSON, for the attributes rate.")] = None,
     relation: Annotated[Optional[str], typer.Option(help="Relation id whose attributes A(r) to use (with --attributes).")] = None,
     as_json: JsonOption = False,
+    threads: ThreadsOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Per layer: top-k tokens of the projected hidden state, object rank/probability, attributes rate."""
@@ -72,6 +72,7 @@ def lens(
     if (attributes is None) != (relation is None):
         fail("--attributes and --relation go together.")
     check_input_file(attributes, "--attributes")
+    set_threads(threads)
     adapter = load_adapter(model)
     check_k(adapter, k)
     check_prompt_fits(adapter, prompt)
@@ -117,6 +118,7 @@ def lens_dataset(
     eval_layer: Annotated[Optional[int], typer.Option(help="Layer where the AR decline is read (default: last).")] = None,
     attribute_tokens: Annotated[str, typer.Option(help="all (RETS: every token of each attribute) | first.")] = "all",
     seed: Annotated[int, typer.Option(help="Seed of the random-token draw.")] = 0,
+    threads: ThreadsOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """RETS Figure 3 / Table 2 over a dataset: AR by layer, rank flow, Spearman ρ, knock-out declines."""
@@ -133,6 +135,7 @@ def lens_dataset(
     try:
         facts = load_knowns(data)
         mapping = load_relation_attributes(attributes)
+        set_threads(threads)
         adapter = load_adapter(model)
         check_k(adapter, k)
         check_layer_index(adapter, eval_layer, "--eval-layer")
@@ -162,6 +165,7 @@ def dynamics(
     k: KOption = 50,
     raw: RawOption = False,
     batch_size: BatchSizeOption = 16,
+    threads: ThreadsOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """PMET Figure 2: cosine and top-k Jaccard of h^{l-1} vs a^l and vs m^l at the last token."""
@@ -173,6 +177,7 @@ def dynamics(
     check_output_dir(out)
     try:
         facts = load_knowns(data, n=n)
+        set_threads(threads)
         adapter = load_adapter(model)
         check_k(adapter, k)
         result = component_dynamics(adapter, [f.prompt for f in facts], k=k, raw=raw, batch_size=batch_size)

@@ -1,4 +1,9 @@
-"""``factscope predict``: the model's top next tokens for a prompt."""
+"""``factscope predict``: the model's top next tokens for a prompt.
+
+Usage::
+
+    factscope predict "The capital of France is" --k 5 --json --threads 1
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,8 @@ from typing import Annotated
 
 import typer
 
-from factscope.cli.common import (
-    JsonOption,
-    ModelSpec,
-    check_k,
-    check_prompt_fits,
-    fail,
-    load_adapter,
-    model_options,
-    print_json,
-)
+from factscope.cli.common import check_k, check_prompt_fits, fail, load_adapter, print_json, set_threads
+from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
 
 
 @model_options()
@@ -23,6 +20,7 @@ def predict(
     prompt: Annotated[str, typer.Argument(help="Text whose next token to predict.")],
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many tokens to show.")] = 10,
     as_json: JsonOption = False,
+    threads: ThreadsOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Show the top-k next tokens and their probabilities."""
@@ -30,6 +28,7 @@ def predict(
 
     if not prompt.strip():
         fail("The prompt is empty.")
+    set_threads(threads)
     adapter = load_adapter(model)
     check_k(adapter, k)
     check_prompt_fits(adapter, prompt)

@@ -16,7 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import ModelSpec, check_output_dir, fail, load_adapter, model_options, set_threads
+from factscope.cli.common import check_output_dir, fail, load_adapter, set_threads
+from factscope.cli.options import ModelSpec, ThreadsOption, model_options
 
 
 @model_options(device_map=False)
@@ -28,7 +29,7 @@ def reproduce(
     sizes: Annotated[list[str], typer.Option("--sizes", help="Override a size KEY=VALUE (repeatable), e.g. lens_facts=80.")] = [],
     preset_name: Annotated[Optional[str], typer.Option("--preset", help="quick | full | tiny (overrides --quick/--full).")] = None,
     only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated artefacts to run (default: all).")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: the preset's, 1).")] = None,
+    threads: ThreadsOption = None,  # default: the preset's (1)
     seed: Annotated[int, typer.Option(help="Seed for noise, sampling and relation choice.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     model: ModelSpec = ModelSpec(),

@@ -4,7 +4,8 @@ Usage::
 
     factscope trace "The mother tongue of Danielle Darrieux is" --subject "Danielle Darrieux" \\
         --corrupt relation --kind all --out out/trace
-    factscope trace-dataset --data ../shared/data/knowns/known_1000.json --n 50 --corrupt both --out out/knowns
+    factscope trace "The capital of France is" --subject France --kind state --out out/t --json --threads 1
+    factscope trace-dataset --data ../shared/data/knowns/known_1000.json --n 50 --corrupt both --out out/knowns --threads 1
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import ModelSpec, check_input_file, check_output_dir, check_prompt_fits, fail, load_adapter, model_options
+from factscope.cli.common import check_input_file, check_output_dir, check_prompt_fits, fail, load_adapter, print_json, set_threads
+from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
 
 KIND_CHOICES = ("state", "mlp", "attn", "all")
 
@@ -46,9 +48,11 @@ def trace(
     window: WindowOption = 10,
     seed: SeedOption = 0,
     relation_prefix: Annotated[bool, typer.Option(help="With --corrupt relation, also noise the tokens before the subject.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the traces as JSON (trace.json's content) instead of heatmaps.")] = False,
+    threads: ThreadsOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
-    """Trace one prompt: print compact heatmaps and write trace.json plus PNGs."""
+    """Trace one prompt: print compact heatmaps (or JSON) and write trace.json plus PNGs."""
     from factscope.localize.tracing import TraceConfig, trace_kinds
     from factscope.reports.heatmaps import plot_trace, plot_traces, text_heatmap
 
@@ -63,25 +67,33 @@ def trace(
     if not prompt.strip():
         fail("The prompt is empty.")
     check_output_dir(out)
+    set_threads(threads)
     adapter = load_adapter(model)
     check_prompt_fits(adapter, prompt + (f" {target}" if target else ""))
     try:
         results = trace_kinds(adapter, prompt, subject, target, kinds=kinds, corrupt=corrupt, window=window,
                               samples=samples, noise=noise, noise_std=noise_std,
                               severed=(severed,) if severed else (), seed=seed, relation_prefix=relation_prefix,
-                              progress=True)
+                              progress=not as_json)
     except ValueError as err:  # subject not found, empty relation, empty target, ...
         fail(str(err))
         return
     out.mkdir(parents=True, exist_ok=True)
     for name, result in results.items():
-        typer.echo(text_heatmap(result))
-        typer.echo("")
+        if not as_json:
+            typer.echo(text_heatmap(result))
+            typer.echo("")
         plot_trace(result, out / f"trace_{name}.png")
     if len(results) > 1:
         plot_traces(results, out / "trace_all.png")
-    (out / "trace.json").write_text(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=1))
-    typer.echo(f"wrote {out / 'trace.json'} and {len(results) + (len(results) > 1)} PNG file(s) to {out}")
+    data = {k: r.to_dict() for k, r in results.items()}
+    (out / "trace.json").write_text(json.dumps(data, indent=1))
+    message = f"wrote {out / 'trace.json'} and {len(results) + (len(results) > 1)} PNG file(s) to {out}"
+    if as_json:
+        print_json(data)
+        typer.echo(message, err=True)
+        return
+    typer.echo(message)
 
 
 def _format_table(summary: dict, kinds: tuple[str, ...]) -> str:
@@ -109,6 +121,8 @@ def trace_dataset(
     window: WindowOption = 10,
     seed: SeedOption = 0,
     relation_prefix: Annotated[bool, typer.Option(help="With relation corruption, also noise the tokens before the subject.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (summary.json's content) instead of a table.")] = False,
+    threads: ThreadsOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Trace correctly predicted known facts and average IE per position group (RETS Table 1, Fig. 2)."""
@@ -128,6 +142,7 @@ def trace_dataset(
     except DatasetFormatError as err:
         fail(str(err))
         return
+    set_threads(threads)
     adapter = load_adapter(model)
     run = run_dataset(adapter, facts, corrupts=corrupts, kinds=kinds, window=window, samples=samples, noise=noise,
                       seed=seed, relation_prefix=relation_prefix, out_dir=out, max_traced=n)
@@ -136,11 +151,17 @@ def trace_dataset(
             plot_group_grid(grid, list(part["table"]), k, out / f"aie_{c}_{k}.png",
                             corrupted=set(part["corrupted_groups"]), n_facts=part["n_facts"],
                             title=f"{adapter.name}: AIE restoring {k}, corrupt {c} ({part['n_facts']} facts)")
-    (out / "summary.json").write_text(json.dumps(run.to_dict(with_records=False), indent=1))
+    summary = run.to_dict(with_records=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "traces.json").write_text(json.dumps(run.to_dict(with_records=True)))
-    typer.echo(_format_table(run.summary, kinds))
     wrong = sum(1 for s in run.skipped if s.get("reason") == "wrong prediction")
-    typer.echo(f"skipped {wrong} wrongly predicted fact(s), {len(run.skipped) - wrong} other; wrote {out}")
+    message = f"skipped {wrong} wrongly predicted fact(s), {len(run.skipped) - wrong} other; wrote {out}"
+    if as_json:
+        print_json(summary)
+        typer.echo(message, err=True)
+        return
+    typer.echo(_format_table(run.summary, kinds))
+    typer.echo(message)
 
 
 def register(app: typer.Typer) -> None:

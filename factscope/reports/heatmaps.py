@@ -6,6 +6,7 @@ Usage::
     plot_traces({"state": r1, "mlp": r2, "attn": r3}, "out/all.png")
     plot_group_grid(grid, group_names, "mlp", "out/aier_mlp.png", corrupted={"fr", "mr", "lr"})
     print(text_heatmap(result))                          # compact terminal view
+    fit_title("a long prompt → its target", width_inches=4.2)   # wrapped text and font size that fit
 
 Rows marked ``*`` are the corrupted tokens (groups), as in RETS Fig. 2.
 """
@@ -61,6 +62,23 @@ def _draw_trace(ax, result: "TraceResult", *, show_ylabels: bool = True) -> None
     bar.set_label(f"IE on P({result.target!r})", fontsize=8)
 
 
+def fit_title(text: str, width_inches: float, fontsize: float = 9, min_fontsize: float = 7, max_lines: int = 3) -> tuple[str, float]:
+    """``text`` wrapped to a figure ``width_inches`` wide, in the largest font ≥ ``min_fontsize`` that needs ≤ ``max_lines``.
+
+    A character is taken as 0.6 em wide (DejaVu Sans averages about 0.55), so the lines fit
+    with a small margin; at ``min_fontsize`` the text wraps into as many lines as it needs.
+    """
+    import textwrap
+
+    size = fontsize
+    while True:
+        chars = max(10, int(width_inches * 72 / (0.6 * size)) - 2)
+        lines = textwrap.wrap(text, chars, break_long_words=True, break_on_hyphens=False) or [""]
+        if len(lines) <= max_lines or size <= min_fontsize:
+            return "\n".join(lines), size
+        size -= 1
+
+
 def plot_trace(result: "TraceResult", path: str | Path) -> Path:
     """One grid as a PNG; returns the path."""
     return plot_traces({result.label(): result}, path)
@@ -72,16 +90,17 @@ def plot_traces(results: Mapping[str, "TraceResult"], path: str | Path) -> Path:
     items = list(results.values())
     if not items:
         raise ValueError("No traces to plot.")
-    height = 1.0 + 0.32 * len(items[0].tokens)
-    fig, axes = plt.subplots(1, len(items), figsize=(4.2 * len(items), height), squeeze=False)
+    width = 4.2 * len(items)
+    first = items[0]
+    title, fontsize = fit_title(
+        f"{first.prompt!r} → {first.target!r}  (clean {first.clean_prob:.3f}, corrupted {first.corrupted_prob:.3f})", width)
+    title_height = (title.count("\n") + 1) * fontsize * 1.4 / 72  # inches
+    height = 1.0 + 0.32 * len(items[0].tokens) + title_height
+    fig, axes = plt.subplots(1, len(items), figsize=(width, height), squeeze=False)
     for i, (ax, result) in enumerate(zip(axes[0], items)):
         _draw_trace(ax, result, show_ylabels=i == 0)
-    first = items[0]
-    fig.suptitle(
-        f"{first.prompt!r} → {first.target!r}  (clean {first.clean_prob:.3f}, corrupted {first.corrupted_prob:.3f})",
-        fontsize=9,
-    )
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=fontsize, y=1 - 0.04 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - (title_height + 0.04) / height))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
