@@ -3,10 +3,12 @@
 Usage::
 
     from factscope.cli.editor_args import check_editor, editor_overrides, layer_override, model_hparams
+    from factscope.testing import tiny_adapter
     spec = check_editor("rets")                                       # exit 2 naming the editors
     overrides = editor_overrides(spec, ["no_subject_constraints=true"], None)   # {'no_subject_constraints': True}
-    overrides.update(layer_override(spec, 5, adapter))                # after the model loads: --layer
-    model_hparams(spec, adapter, hparams, overrides)                  # exit 2 on a layer the model lacks
+    adapter = tiny_adapter("llama")
+    overrides.update(layer_override(spec, 2, adapter))                # after the model loads: --layer
+    hp = model_hparams(spec, adapter, None, overrides)                # exit 2 on a layer the model lacks
 
 The one ``--set KEY=VALUE`` parser of ``edit``, ``evaluate`` and every other command that
 edits: VALUE is text, typed by the editor's hyperparameter class (``true``/``false`` for

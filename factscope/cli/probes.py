@@ -3,9 +3,11 @@
 Usage::
 
     from factscope.cli.probes import measure, print_comparison, probes_for
+    from factscope.testing import tiny_adapter
+    adapter = tiny_adapter("llama")
     probes = probes_for("Danielle Darrieux", "The mother tongue of {} is", [], [], [])
     before = measure(adapter, probes, "English", "French")   # top-1 and P(target) per probe
-    print_comparison(before, after, "English")
+    print_comparison(before, before, "English")              # before → after table
 
 ``example_facts()`` are the package's COUNTERFACT-like example records.
 """

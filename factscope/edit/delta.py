@@ -2,7 +2,10 @@
 
 Usage::
 
-    delta = rome.edit(adapter, [request])      # WeightDelta; the model is untouched
+    from factscope.edit import WeightDelta, edit
+    from factscope.testing import example_requests, tiny_adapter
+    adapter = tiny_adapter("llama")
+    delta = edit(adapter, example_requests(1), editor="rome", v_steps=3, mom2_n_tokens=64)  # the model is untouched
     delta.apply(adapter)                       # keeps a copy of every weight it changes
     delta.revert(adapter)                      # restores those copies (bit-exact)
     with delta.applied(adapter):               # apply for a block, always revert

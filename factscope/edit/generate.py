@@ -2,9 +2,11 @@
 
 Usage::
 
+    from factscope.testing import tiny_adapter
+    adapter = tiny_adapter("llama")
     ids = sample_token_ids(adapter, n_texts=10, length=5, seed=0)     # list of token-id lists
-    ids = sample_token_ids(adapter, 32, 128, seed=1, top_k=50,
-                           on_step=lambda trace: ...)                 # see covariance.py
+    ids = sample_token_ids(adapter, 4, 16, seed=1, top_k=50,
+                           on_step=lambda step: step >= 7)            # called after each step; True stops early
 
 Sampling is top-k from the model's next-token distribution with an explicit
 ``torch.Generator``; texts start from the tokenizer's BOS (or EOS) token, as ROME

@@ -2,10 +2,17 @@
 
 Usage::
 
+    from factscope.edit import edit
     from factscope.edit.originals import read_originals, restore_originals, save_edited_model
+    from factscope.models import load_model
+    from factscope.testing import example_requests, tiny_adapter
+    adapter = tiny_adapter("llama")
+    delta = edit(adapter, example_requests(1), editor="ft", ft_steps=2)
     save_edited_model(adapter, delta, "edited-model/", source="delta.safetensors")  # weights + originals + delta info
+    delta.revert(adapter)
     originals = read_originals("edited-model/")     # OriginalsError if missing or damaged
-    restore_originals(edited_adapter, originals)    # the weights as they were, bit-exactly
+    edited = load_model("edited-model/").adapter
+    restore_originals(edited, originals)            # the weights as they were, bit-exactly
 
 An edited folder is a ``save_pretrained`` model plus ``factscope-originals.safetensors``
 (every changed matrix as it was before the edit, with its content hash: ``W + ΔW − ΔW``

@@ -4,9 +4,9 @@ Usage::
 
     from factscope.evaluate.editors import named_editor, one_at_a_time
     fn = named_editor("rome", v_steps=3)                         # factscope.edit.edit(..., editor="rome")
+    fn.edit_each                                                 # independent single edits, computed together
     fn = named_editor("rets", no_subject_constraints=True)       # overrides checked here, before any case runs
     fn = named_editor("none")                                    # the unedited model: no delta
-    fn.edit_each                                                 # independent single edits, computed together
     seq = one_at_a_time(named_editor("rome"))                    # several requests, applied in turn
     kwargs = dataset_editor_kwargs("rets", "counterfact_500.json", "counterfact", {})  # K_r from the data
 

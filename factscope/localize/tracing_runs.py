@@ -2,9 +2,14 @@
 
 Usage::
 
+    from factscope.localize.tracing_plan import TraceConfig, plan_trace
+    from factscope.testing import tiny_adapter
+    adapter = tiny_adapter("llama")
+    plan = plan_trace(adapter, "The capital of France is", "France", None, TraceConfig(samples=2))
     clean = clean_run(adapter, plan.input_ids)                   # clean.sites["mlp"][l] -> [T, d]
-    corr = corrupted_run(adapter, plan, read_kinds=("mlp",))     # corr.layer_inputs[l] -> [S, T, d]
-    corr.keys[l], corr.values[l]                                 # attention K/V per layer (or None)
+    corr = corrupted_run(adapter, plan.input_ids, plan.corrupted, plan.noise, plan.target_id,
+                         read_kinds=("mlp",))                    # corr.layer_inputs[l] -> [S, T, d]
+    corr.keys[1], corr.values[1]                                 # attention K/V per layer (or None)
 
 ``layer_inputs[l]`` is what decoder layer ``l`` receives in the corrupted run
 (``layer_inputs[0]`` the embedding-level input, ``layer_inputs[n_layers]`` the last
