@@ -129,7 +129,7 @@ def bench_single(adapter, corpus, reps: int, compare: bool, group: int) -> None:
 def bench_batch(adapter, corpus, sizes: list[int]) -> None:
     from factscope.edit import edit, hparams_for
     from factscope.edit.covariance import key_second_moments
-    from factscope.edit.memit import resolve_layers
+    from factscope.edit.hparams import resolve_layers
 
     for name in ("memit", "pmet"):
         hp = hparams_for(name, adapter)

@@ -131,3 +131,21 @@ def test_one_set_parser_types_values_for_the_editor() -> None:
     assert editor_overrides(get_editor("pmet"), ["even_spread=true"], None) == {"spread": "even"}
     with pytest.raises(typer.Exit):
         editor_overrides(get_editor("ft"), ["v_steps=3"], None)
+
+
+def test_edit_params_lists_only_the_editors_own_fields(monkeypatch) -> None:
+    import json
+
+    import factscope.cli.edit as cli_edit
+    from factscope.cli import app
+    from factscope.testing import tiny_adapter
+
+    adapter = tiny_adapter("llama")
+    monkeypatch.setattr(cli_edit, "load_adapter", lambda *a, **k: adapter)
+    res = CliRunner().invoke(app, ["edit-params", "ft"])
+    assert res.exit_code == 0, res.output
+    names = [line.split()[0] for line in res.output.splitlines() if line.strip()]
+    assert names == ["layer", "ft_lr", "ft_steps", "norm_constraint", "early_stop_nll"]
+    res = CliRunner().invoke(app, ["edit-params", "pmet", "--json"])
+    fields = {f["name"]: f["default"] for f in json.loads(res.stdout)["fields"]}
+    assert fields["spread"] == "sqrt" and "even_spread" not in fields

@@ -35,7 +35,6 @@ from factscope.edit.covariance import key_second_moments
 from factscope.edit.delta import DeltaEntry, WeightDelta
 from factscope.edit.contract import EditJob, EditorSpec
 from factscope.edit.hparams import ContextPrefixes, Covariance, HyperParamError, LayerRange, ValueOptimisation, hp
-from factscope.edit.hparams import resolve_layers as resolve_layers  # noqa: PLC0414 - kept importable from here
 from factscope.edit.keys import site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.edit.solvers import least_squares_update
