@@ -44,11 +44,10 @@ def test_local_folder_loads(tmp_path: Path) -> None:
     assert not model2.training
 
 
-def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_bundled_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_cache: Path) -> None:
     folder = tmp_path / "bundled"
     builds = []
 
-    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
     monkeypatch.setattr(loading, "_convert_gguf", fake_gguf_converter("llama", builds))

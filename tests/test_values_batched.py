@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from factscope.edit.hparams import EditHyperParams
+from factscope.edit.hparams import ValueOptimisation
 from factscope.edit.values import optimize_values
 from factscope.testing import example_requests, tiny_adapter
 
@@ -18,7 +18,7 @@ def test_batched_values_equal_one_at_a_time(arch) -> None:
     # A random tiny model's logits barely move; a sharper unembedding and δ at the last token let the
     # requests reach the early stop at different steps, so that finished requests' rows are dropped.
     adapter.model.get_output_embeddings().weight.mul_(30)
-    hp = EditHyperParams(v_steps=10, v_lr=1.0, early_stop_nll=0.5, clamp_norm_factor=1e4, v_weight_decay=0.0)
+    hp = ValueOptimisation(v_steps=10, v_lr=1.0, early_stop_nll=0.5, clamp_norm_factor=1e4, v_weight_decay=0.0)
     contexts = ["{}", "Some text. {}"]
     run = dict(kinds=("mlp", "attn"), lookup="last", contexts=contexts, hparams=hp)
     together = optimize_values(adapter, REQS, 1, **run)

@@ -66,12 +66,12 @@ class NamedEditor:
         self.changes, self.options = self.spec.split_options(parsed)
         if hparams is not None:
             self.spec.hparams(None, hparams, self.changes)  # a file's keys and values, checked without a model
-        self._resolved: dict[str, EditHyperParams] = {}
+        self._resolved: dict[tuple[str, str, str], EditHyperParams] = {}
         self.__name__ = f"edit_{self.name}"
 
     def hparams(self, adapter: ModelAdapter) -> EditHyperParams:
         """The hyperparameters for ``adapter`` (family defaults, file, overrides), computed once per model."""
-        key = adapter.fingerprint
+        key = (adapter.fingerprint, adapter.name, adapter.spec.name)  # what family defaults are looked up by
         if key not in self._resolved:
             self._resolved[key] = self.spec.hparams(adapter, self.source, self.changes)
         return self._resolved[key]
