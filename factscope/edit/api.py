@@ -50,6 +50,9 @@ def _editors() -> dict[str, tuple[Callable[..., WeightDelta], type[EditHyperPara
         table["pmet"] = (pmet_edit, PMETHyperParams)
     except ImportError:
         pass
+    from factscope.edit.kn import KNHyperParams, kn_edit
+
+    table["kn"] = (kn_edit, KNHyperParams)
     try:
         from factscope.edit.ft import FTHyperParams, ft_edit
 
