@@ -11,7 +11,7 @@ from factscope.hooks import Site, SiteTrace
 from factscope.testing import tiny_adapter
 
 REQ = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French")
-FAST = dict(ig_steps=4, kn_contexts=[[3, 2]], adaptive_threshold=0.3)
+FAST = dict(ig_steps=4, context_lengths=[[3, 2]], adaptive_threshold=0.3)
 
 
 @pytest.fixture(autouse=True)

@@ -57,13 +57,13 @@ class KNHyperParams(EditHyperParams):
 
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
 
+    context_lengths: list = hp([[5, 4]], "Context prefixes as [tokens, count] pairs: the extra prompts of the same fact.")
     layers: Any = hp("all", "Layers searched for knowledge neurons: 'all' or a list of indices / fractions of depth.")
     ig_steps: int = hp(20, "Integrated-gradients steps m (interpolation points from 0 to the activation).")
     ig_layers_per_batch: int = hp(0, "Layers whose m steps share one batched forward (0: all layers at once).")
     adaptive_threshold: float = hp(0.2, "Per prompt, keep neurons above this fraction of the largest attribution.")
     share: float = hp(0.5, "Keep neurons found in more than this fraction of the prompts.")
     max_neurons: int = hp(5, "At most this many knowledge neurons (highest mean attribution).")
-    kn_contexts: list = hp([[5, 4]], "Context prefixes as [tokens, count]: the extra prompts of the same fact.")
     scale: float = hp(2.0, "The value vector moves by scale * (e(o*) - e(o)).")
     erase: str = hp("true", "Which embedding is subtracted: 'true' (the request's true object, as the paper) or "
                             "'argmax' (the unedited model's top prediction, as the knowledge-neurons code).")
@@ -164,7 +164,7 @@ def select_neurons(per_prompt: Sequence[dict[Neuron, float]], *, share: float, m
 
 
 def _prompts(adapter: ModelAdapter, request: EditRequest, hp_: KNHyperParams) -> list[str]:
-    templates = context_templates(adapter, hp_.kn_contexts, seed=hp_.context_seed)
+    templates = context_templates(adapter, hp_.context_lengths, seed=hp_.context_seed)
     prompts = [fill_template(fill_context(t, request.prompt), request.subject) for t in templates]
     extra = request.extra.get("paraphrases") if isinstance(request.extra, dict) else None
     return prompts + [str(p) for p in extra or []]
