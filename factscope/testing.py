@@ -169,6 +169,7 @@ FAST_HPARAMS: dict[str, Any] = {
     "v_steps": 4,
     "mom2_n_tokens": 64,
     "ft_steps": 4,
+    "ig_steps": 4,
     "n_constraint_records": 20,
 }
 

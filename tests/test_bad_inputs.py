@@ -138,7 +138,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("edit-hparams-list", [*EDIT, "--hparams", "{list_yaml}", *G], "expected a mapping"),
     ("edit-hparams-folder", [*EDIT, "--hparams", "{empty_dir}", *G], "is not a file"),
     ("edit-hparams-unknown-field", [*EDIT, "--hparams", "{unknown_yaml}", *G], "no_such_field"),
-    ("edit-unknown-editor", [*EDIT, "--editor", "nope", *G], "--editor: Unknown editor 'nope'; available: ft, memit"),
+    ("edit-unknown-editor", [*EDIT, "--editor", "nope", *G], "--editor: Unknown editor 'nope'; available: ft, kn, memit"),
     ("edit-set-no-equals", [*EDIT, "--set", "layer", *G], "--set expects key=value"),
     ("edit-set-unknown", [*EDIT, "--set", "bogus=1", *G], "bogus"),
     ("edit-set-names-valid-fields", [*EDIT, "--editor", "ft", "--set", "v_steps=3", *G], "Valid fields: early_stop_nll, ft_lr"),

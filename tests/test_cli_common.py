@@ -118,6 +118,7 @@ def test_layer_option_asks_the_hparams_class_for_a_range() -> None:
     memit_default = len(get_editor("memit").hparams(adapter).layers)
     assert layer_override(get_editor("memit"), 3, adapter) == {"layers": list(range(max(0, 4 - memit_default), 4))}
     assert layer_override(get_editor("pmet"), 1, adapter)["layers"][-1] == 1
+    assert layer_override(get_editor("kn"), 2, adapter) == {"layers": [0, 1, 2]}  # "all": a range as deep as the model
 
 
 def test_one_set_parser_types_values_for_the_editor() -> None:

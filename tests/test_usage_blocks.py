@@ -13,7 +13,7 @@ import pytest
 
 MODULES = [
     "factscope.edit", "factscope.edit.api", "factscope.edit.contract", "factscope.edit.registry", "factscope.edit.hparams",
-    "factscope.edit.rome", "factscope.edit.rets", "factscope.edit.memit", "factscope.edit.pmet", "factscope.edit.ft",
+    "factscope.edit.rome", "factscope.edit.rets", "factscope.edit.memit", "factscope.edit.pmet", "factscope.edit.ft", "factscope.edit.kn",
     "factscope.edit.delta", "factscope.edit.originals", "factscope.edit.generate", "factscope.localize.tracing_runs",
     "factscope.evaluate.editors", "factscope.cli.editor_args", "factscope.cli.probes", "factscope.testing",
 ]

@@ -75,7 +75,10 @@ def layer_override(editor: Editor, value: int | float, adapter: ModelAdapter, op
         return {"layer": value}
     try:
         top = resolve_layer(adapter, value)
-        count = len(editor.hparams(adapter).layers)  # type: ignore[attr-defined]
+        default = editor.hparams(adapter)
+        listed = default.layers  # type: ignore[attr-defined]  # takes_layer_range(): the class has this field
+        # The default list's length (as given, e.g. MEMIT's five fractions), or the layers "all" stands for (KN).
+        count = len(listed) if isinstance(listed, list) else len(default.edited_layers(adapter))
     except ValueError as err:
         fail(f"{option}: {err}")
         raise

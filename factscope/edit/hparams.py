@@ -362,9 +362,16 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
             if text not in choices:
                 raise HyperParamError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}.")
             return text
-        members = set(_union_members(hint))
-        if members == {int, float}:
+        members = _union_members(hint)
+        if set(members) == {int, float}:
             return _to_number(value)
+        if members:  # the first member the value fits, in the order declared
+            for member in members:
+                try:
+                    return coerce(name, value, member)
+                except HyperParamError:
+                    continue
+            raise ValueError(value)
         converters: dict[Any, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, list: _to_list}
         base = typing.get_origin(hint) or hint
         if base in converters:

@@ -3,7 +3,7 @@
 Usage::
 
     from factscope.edit.registry import EDITORS, editor_names, get_editor
-    editor_names()                        # ['ft', 'memit', 'pmet', 'rets', 'rome']
+    editor_names()                        # ['ft', 'kn', 'memit', 'pmet', 'rets', 'rome']
     get_editor("memit").hparams_class     # MEMITHyperParams
     get_editor("memit").hparams_class.takes_layer_range()   # True
 
@@ -20,7 +20,7 @@ Adding an editor:
    a function ``edit(job: EditJob) -> WeightDelta`` that reads the already checked
    ``job.requests``, ``job.hparams`` and ``job.layers``, optionally ``edit_each(job)``, and
    ``EDITOR = EditorSpec("<name>", YourHyperParams, edit, ...)``.
-2. Add its ``EDITOR`` to ``_MODULES`` below (one line).
+2. Add the module's name to ``_MODULES`` below (one line).
 
 ``tests/test_editor_matrix.py`` then runs it on every tiny architecture, and
 ``factscope edit --editor <name>``, ``edit-params <name>`` and ``evaluate --editor <name>`` work.
@@ -28,12 +28,17 @@ Adding an editor:
 
 from __future__ import annotations
 
-from factscope.edit import ft, memit, pmet, rets, rome
+import importlib
+
 from factscope.edit.contract import Editor
 
-_MODULES = (rome, rets, memit, pmet, ft)  # one line per editor module: its EDITOR is registered
+# One entry per editor module of factscope/edit/; each module's EDITOR is registered.
+_MODULES = ("rome", "rets", "memit", "pmet", "ft", "kn")
 
-EDITORS: dict[str, Editor] = {module.EDITOR.name: module.EDITOR for module in _MODULES}
+EDITORS: dict[str, Editor] = {}
+for _name in _MODULES:
+    _editor = importlib.import_module(f"factscope.edit.{_name}").EDITOR
+    EDITORS[_editor.name] = _editor
 
 
 class UnknownEditorError(ValueError):

@@ -90,6 +90,7 @@ class ModelAdapter:
         name: str | None = None,
         architecture: ArchitectureSpec | None = None,
         weights_hash: str | None = None,
+        tokenizer_hash: str | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -112,6 +113,7 @@ class ModelAdapter:
             self.module(Site(kind, 0))
         # A SHA-256 of every parameter's bytes; load_model passes one memoised by the weight files' identity.
         self.weights_hash = weights_hash or parameters_sha256(model)
+        self._tokenizer_hash = tokenizer_hash  # tokenizer_identity(tokenizer), when the loader memoised it
         self.fingerprint = self._compute_fingerprint()
 
     # ----------------------------------------------------------------- shapes
@@ -263,7 +265,7 @@ class ModelAdapter:
         """
         digest = hashlib.sha256(f"factscope-model-v{FINGERPRINT_VERSION}|{self.spec.name}|".encode())
         digest.update(json.dumps(config_identity(self.config), sort_keys=True, default=str).encode())
-        digest.update(tokenizer_identity(self.tokenizer).encode())
+        digest.update((self._tokenizer_hash or tokenizer_identity(self.tokenizer)).encode())
         digest.update(self.weights_hash.encode())
         return digest.hexdigest()[:16]
 
