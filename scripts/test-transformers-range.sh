@@ -7,9 +7,12 @@
 # transformers release inside the range. Oldest end: a scratch venv ($OLD_VENV, default
 # /tmp/venv-tf-oldest, built on first use and then reused) with the lowest allowed
 # minor release (its latest patch). Tiny-model tests only unless BUNDLED=1 (then the
-# bundled-model tests run too; they need the bundled model in $FACTSCOPE_CACHE or a
-# first conversion). The Gemma tests stay skipped (their 250 MB package is not installed
-# in the scratch venv). Exits non-zero if either end fails.
+# bundled-model tests run too). The oldest end uses its own cache, $OLD_CACHE (default
+# $OLD_VENV/factscope-cache): a model converted under transformers 5.x saves a tokenizer
+# 4.x cannot read, and the rebuild would overwrite the conversion the newest end uses.
+# Its first bundled run converts the model and computes covariances again (minutes).
+# The Gemma tests stay skipped (their 250 MB package is not installed in the scratch
+# venv). Exits non-zero if either end fails.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +20,7 @@ spec=$(sed -n 's/^ *"transformers\(>=[^"]*\)",.*/\1/p' "$root/pyproject.toml")
 oldest=$(sed -n 's/^>=\([0-9][0-9.]*\).*/\1/p' <<<"$spec")
 [ -n "$oldest" ] || { echo "no transformers>=X bound in pyproject.toml" >&2; exit 2; }
 old_venv=${OLD_VENV:-/tmp/venv-tf-oldest}
+old_cache=${OLD_CACHE:-$old_venv/factscope-cache}
 new_python=${NEW_PYTHON:-python}
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
@@ -45,6 +49,6 @@ PY
 }
 
 status=0
-run_end oldest "$old_venv/bin/python" "$@" || status=1
+FACTSCOPE_CACHE="$old_cache" run_end oldest "$old_venv/bin/python" "$@" || status=1
 run_end newest "$new_python" "$@" || status=1
 exit $status
