@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 from factscope.models.adapter import ModelAdapter
+from factscope.models.batch import encode_texts, pad_batch, pad_id
+from factscope.models.forward import forward_inputs
 
 
 class EmptyTargetError(ValueError):
@@ -53,10 +55,8 @@ def continuation_ids(tokenizer: Any, prompt: str, target: str) -> list[int]:
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str], device: torch.device | str) -> dict[str, torch.Tensor]:
     """Right-padded batch with ``input_ids``, ``attention_mask`` and ``last_index`` per row."""
-    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="right")
-    batch = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    batch["last_index"] = batch["attention_mask"].sum(dim=1) - 1
-    return batch
+    enc = encode_texts(tokenizer, prompts).to(device)
+    return {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "last_index": enc.last_index}
 
 
 @torch.no_grad()
@@ -96,13 +96,8 @@ def target_token_logprobs(
         seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
         width = max(len(s) for s in seqs)
         check_length(adapter, width, max((p for p, _ in chunk), key=len))
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        logits = adapter.model(input_ids=input_ids.to(adapter.device), attention_mask=mask.to(adapter.device)).logits
+        batch = pad_batch(seqs, pad_id(tokenizer))
+        logits = adapter.model(**forward_inputs(adapter.model, batch, device=adapter.device)).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         for row, (p_ids, t_ids) in enumerate(zip(prompt_ids, target_ids)):
             positions = torch.arange(len(p_ids) - 1, len(p_ids) - 1 + len(t_ids), device=logprobs.device)

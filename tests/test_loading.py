@@ -82,3 +82,33 @@ def test_bundled_model_loads_fast_from_cache(bundled) -> None:
     elapsed = time.perf_counter() - start
     print(f"bundled reload: {elapsed:.2f}s")
     assert (loading._bundled_cache_folder(loading.bundled_gguf_path()) / "model.safetensors").is_file()
+
+
+def _gguf_with_flag(path: Path, adds_bos: bool | None) -> Path:
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), "llama")
+    if adds_bos is not None:
+        writer.add_add_bos_token(adds_bos)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_a_converted_tokenizer_adds_bos_as_the_gguf_says(tmp_path: Path, flag: bool) -> None:
+    """transformers 4.56 always adds BOS to a GGUF llama tokenizer; the file's flag wins."""
+    from types import SimpleNamespace
+
+    gguf = _gguf_with_flag(tmp_path / "m.gguf", flag)
+    assert loading.gguf_adds_bos(gguf) is flag
+    tokenizer = SimpleNamespace(add_bos_token=not flag)
+    loading._match_gguf_bos(tokenizer, gguf)
+    assert tokenizer.add_bos_token is flag
+    silent = _gguf_with_flag(tmp_path / "silent.gguf", None)
+    assert loading.gguf_adds_bos(silent) is None
+    untouched = SimpleNamespace(add_bos_token=True)
+    loading._match_gguf_bos(untouched, silent)
+    assert untouched.add_bos_token is True

@@ -35,6 +35,8 @@ from factscope.edit.corpus import GeneratedCorpus, TextFileCorpus, corpus_from
 from factscope.edit.generate import sample_token_ids
 from factscope.hooks import Site, SiteTrace
 from factscope.models.adapter import ModelAdapter
+from factscope.models.batch import pad_batch, pad_id
+from factscope.models.forward import forward_inputs
 from factscope.models.loading import cache_dir
 
 log = logging.getLogger(__name__)
@@ -279,16 +281,10 @@ def _compute(
 
 def _file_batch(adapter: ModelAdapter, sites: list[Site], layers: list[int], acc: _Accumulator,
                 batch: list[list[int]], bar: Any) -> None:
-    width = max(len(c) for c in batch)
-    pad = adapter.tokenizer.pad_token_id if adapter.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, chunk in enumerate(batch):
-        ids[row, : len(chunk)] = torch.tensor(chunk)
-        mask[row, : len(chunk)] = 1
+    padded = pad_batch(batch, pad_id(adapter.tokenizer))
     with SiteTrace(adapter, read=sites, stop=True) as trace:
-        adapter.model(input_ids=ids.to(adapter.device), attention_mask=mask.to(adapter.device))
-    valid = mask.bool().reshape(-1)
+        adapter.model(**forward_inputs(adapter.model, padded, device=adapter.device))
+    valid = padded.attention_mask.bool().reshape(-1)
     keys = {l: trace[s].reshape(-1, trace[s].shape[-1])[valid.to(trace[s].device)].cpu() for l, s in zip(layers, sites)}
     bar.update(acc.add(keys))
 

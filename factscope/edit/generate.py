@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from factscope.models.adapter import ModelAdapter
-from factscope.models.forward import cache_kwargs, returned_cache
+from factscope.models.decoding import Decoder
 
 
 def start_token_id(tokenizer: Any) -> int:
@@ -62,23 +62,18 @@ def sample_token_ids(
         rows = min(batch_size, n_texts - first)
         ids = torch.tensor([start] * rows, dtype=torch.long, device=adapter.device)
         out_ids: list[torch.Tensor] = []
-        past = None
-        step_input = ids
+        decoder = Decoder(adapter.model, ids)
         for step in range(length):
-            kwargs: dict[str, Any] = {"input_ids": step_input, "use_cache": True}
-            if past is not None:
-                kwargs.update(cache_kwargs(adapter.model, past))
-            out = adapter.model(**kwargs)
+            out = decoder.step()
             if on_step is not None and on_step(step):
                 break  # the caller has what it needs
-            past = returned_cache(out)
             logits = out.logits[:, -1].float().cpu()
             top = logits.topk(min(top_k, logits.shape[-1]), dim=-1)
             probs = torch.softmax(top.values, dim=-1)
             choice = torch.multinomial(probs, 1, generator=generator)
             nxt = top.indices.gather(1, choice)
             out_ids.append(nxt)
-            step_input = nxt.to(adapter.device)
+            decoder.append(nxt.to(adapter.device))
             if progress is not None:
                 progress.update(rows)
         results.extend(torch.cat(out_ids, dim=1).tolist())

@@ -25,6 +25,8 @@ from factscope.edit.contexts import BARE, fill_context
 from factscope.edit.request import EditRequest
 from factscope.hooks import Site, SiteTrace
 from factscope.models.adapter import ModelAdapter
+from factscope.models.batch import pad_batch, pad_id, pad_rows  # noqa: F401 - pad_rows: older import path
+from factscope.models.forward import forward_inputs
 from factscope.tokens import position_groups, require_relation_tokens
 
 LOOKUPS = ("subject_last", "last")
@@ -64,26 +66,8 @@ def prompt_rows(
     return rows
 
 
-def pad_rows(seqs: Sequence[Sequence[int]], pad_id: int, *, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token-id lists into ``input_ids`` and ``attention_mask`` tensors."""
-    width = max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        if not seq:
-            continue
-        span = slice(width - len(seq), width) if left else slice(0, len(seq))
-        ids[row, span] = torch.tensor(list(seq), dtype=torch.long)
-        mask[row, span] = 1
-    return ids, mask
-
-
-def pad_id_of(tokenizer: Any) -> int:
-    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int):
-            return value
-    return 0
+# Older import path of the padding helpers; the rule lives in factscope.models.batch.
+pad_id_of = pad_id
 
 
 @torch.no_grad()
@@ -91,16 +75,16 @@ def read_at_rows(adapter: ModelAdapter, rows: Sequence[PromptRow], sites: Sequen
     """Activation of each site at each row's lookup token, ``[len(rows), d]`` (float32)."""
     sites = [Site.parse(s) for s in sites]
     out: dict[Site, list[torch.Tensor]] = {s: [] for s in sites}
-    pad = pad_id_of(adapter.tokenizer)
+    pad = pad_id(adapter.tokenizer)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        ids, mask = pad_rows([r.ids[: r.lookup + 1] for r in chunk], pad)
+        batch = pad_batch([r.ids[: r.lookup + 1] for r in chunk], pad)
         with SiteTrace(adapter, read=sites, stop=True) as trace:
-            adapter.model(input_ids=ids.to(adapter.device), attention_mask=mask.to(adapter.device))
+            adapter.model(**forward_inputs(adapter.model, batch, device=adapter.device))
         index = torch.tensor([r.lookup for r in chunk], device=adapter.device)
-        batch = torch.arange(len(chunk), device=adapter.device)
+        row = torch.arange(len(chunk), device=adapter.device)
         for site in sites:
-            out[site].append(trace[site][batch, index].float().cpu())
+            out[site].append(trace[site][row, index].float().cpu())
     return {s: torch.cat(v) for s, v in out.items()}
 
 

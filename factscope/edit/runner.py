@@ -22,19 +22,18 @@ returned instead of logits so that callers project only the positions they need.
 
 from __future__ import annotations
 
-import copy
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from factscope.edit.keys import pad_id_of, pad_rows
 from factscope.hooks import Site, SiteTrace
 from factscope.hooks.trace import EditFn
 from factscope.models.adapter import ModelAdapter
-from factscope.models.forward import cache_kwargs, returned_cache
+from factscope.models.batch import pad_batch, pad_id
+from factscope.models.forward import forward_inputs
+from factscope.models.prefix import PrefixCache
 
 
 class _CachedLayer(nn.Module):
@@ -53,13 +52,6 @@ class _CachedLayer(nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(object.__getattribute__(self, "_original"), name)
-
-
-def _accepts(model: nn.Module, name: str) -> bool:
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class SuffixRunner:
@@ -81,48 +73,29 @@ class SuffixRunner:
         self.model = adapter.model
         self.start_layer = adapter.check_layer(start_layer)
         self.final_site = Site("resid", adapter.n_layers - 1)
-        pad = pad_id_of(adapter.tokenizer)
-        device = adapter.device
-        self._position_ids = _accepts(self.model, "position_ids")
-        self._logits_to_keep = _accepts(self.model, "logits_to_keep")
+        pad = pad_id(adapter.tokenizer)
         # A row whose edited token is its first (a one-token subject in "{} is a") has no
         # prefix; it is an all-padding row of the prefix cache, masked out like left padding.
         use_prefix = reuse_prefix and any(s >= 1 for s in split)
         self.split = [int(s) if use_prefix else 0 for s in split]
-        self.cache = None
-        prefix_mask = torch.zeros((len(seqs), 0), dtype=torch.long)
+        self.prefix: PrefixCache | None = None
         if use_prefix:
-            prefix_ids, prefix_mask = pad_rows([list(q[:s]) for q, s in zip(seqs, self.split)], pad, left=True)
-            kwargs = self._kwargs(prefix_ids, prefix_mask, (prefix_mask.cumsum(1) - 1).clamp(min=0))
-            with torch.no_grad():
-                out = self.model(**kwargs, use_cache=True)
-            self.cache = returned_cache(out)
-        suffix_ids, suffix_mask = pad_rows([list(q[s:]) for q, s in zip(seqs, self.split)], pad)
-        self.input_ids = suffix_ids.to(device)
-        self.attention_mask = torch.cat([prefix_mask, suffix_mask], dim=1).to(device)
-        offsets = torch.tensor(self.split, dtype=torch.long).unsqueeze(1)
-        self.positions = (offsets + torch.arange(suffix_ids.shape[1])).to(device)
+            prefix_rows = pad_batch([list(q[:s]) for q, s in zip(seqs, self.split)], pad, left=True)
+            self.prefix = PrefixCache.build(self.model, prefix_rows, device=adapter.device)
+        self.suffix = pad_batch([list(q[s:]) for q, s in zip(seqs, self.split)], pad, offsets=self.split).to(adapter.device)
         self._lower: Any = None
         if reuse_lower_layers and self.start_layer > 0:
             self._lower = self._lower_output()
 
-    # ----------------------------------------------------------------- helpers
-    def _kwargs(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"input_ids": ids.to(self.adapter.device), "attention_mask": mask.to(self.adapter.device)}
-        if self._position_ids:
-            kwargs["position_ids"] = positions.to(self.adapter.device)
-        if self._logits_to_keep:
-            kwargs["logits_to_keep"] = 1
-        return kwargs
+    @property
+    def cache(self) -> Any:
+        """The prefix's KV cache (``None`` without a reused prefix)."""
+        return None if self.prefix is None else self.prefix.cache
 
     def _suffix_kwargs(self) -> dict[str, Any]:
-        kwargs = self._kwargs(self.input_ids, self.attention_mask, self.positions)
-        if self.cache is not None:
-            kwargs.update(cache_kwargs(self.adapter.model, copy.deepcopy(self.cache)))
-            kwargs["use_cache"] = True
-        else:
-            kwargs["use_cache"] = False
-        return kwargs
+        if self.prefix is not None:
+            return self.prefix.inputs(self.suffix, last_logits_only=True)
+        return forward_inputs(self.model, self.suffix, use_cache=False, last_logits_only=True)
 
     @torch.no_grad()
     def _lower_output(self) -> Any:
@@ -158,13 +131,11 @@ class SuffixRunner:
         the value optimisation drops the rows of requests that have finished.
         Row ``j`` of later :meth:`run` results is the ``j``-th kept row.
         """
-        if self.cache is not None and not hasattr(self.cache, "batch_select_indices"):
+        old = self.suffix.input_ids.shape[0]
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.suffix.input_ids.device)
+        if self.prefix is not None and not self.prefix.select(index):
             return False
-        old = self.input_ids.shape[0]
-        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.input_ids.device)
-        if self.cache is not None:
-            self.cache.batch_select_indices(index)
-        self.input_ids, self.attention_mask, self.positions = (t[index] for t in (self.input_ids, self.attention_mask, self.positions))
+        self.suffix = self.suffix.rows(index)
         self.split = [self.split[i] for i in rows]
         if self._lower is not None:
             pick = lambda t: t[index] if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == old else t  # noqa: E731

@@ -15,15 +15,15 @@ Randomness comes only from a ``torch.Generator`` seeded with ``seed``.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
 from factscope.models.adapter import ModelAdapter
-from factscope.models.forward import cache_kwargs, returned_cache
+from factscope.models.batch import encode_texts
+from factscope.models.decoding import Decoder
+from factscope.models.forward import takes_argument
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,9 @@ class GenerationConfig:
         return asdict(self)
 
 
-@functools.lru_cache(maxsize=64)
-def _accepts_position_ids(cls: type) -> bool:
-    return "position_ids" in inspect.signature(cls.forward).parameters
-
-
 def accepts_position_ids(model: torch.nn.Module) -> bool:
-    """Whether the model's forward takes ``position_ids`` (needed for left padding)."""
-    return _accepts_position_ids(type(model))
+    """Whether the model's forward takes ``position_ids`` (older name of ``takes_argument(model, "position_ids")``)."""
+    return takes_argument(model, "position_ids")
 
 
 @torch.no_grad()
@@ -64,29 +59,17 @@ def generate_texts(
 
 def _generate_batch(adapter: ModelAdapter, prompts: list[str], config: GenerationConfig, gen: torch.Generator) -> list[str]:
     tokenizer = adapter.tokenizer
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
-    ids = enc["input_ids"].to(adapter.device)
-    mask = enc["attention_mask"].to(adapter.device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    steps = config.max_length - ids.shape[1]
-    use_positions = accepts_position_ids(adapter.model)
-    past = None
-    step_ids, step_pos = ids, positions
-    out_tokens = [ids]
-    for _ in range(max(0, steps)):
-        kwargs = {"input_ids": step_ids, "attention_mask": mask, "use_cache": True, **cache_kwargs(adapter.model, past)}
-        if use_positions:
-            kwargs["position_ids"] = step_pos
-        out = adapter.model(**kwargs)
-        past = returned_cache(out)
-        logits = out.logits[:, -1].float()
+    prompt = encode_texts(tokenizer, prompts, left=True).to(adapter.device)
+    decoder = Decoder(adapter.model, prompt)
+    out_tokens = [prompt.input_ids]
+    for _ in range(max(0, config.max_length - prompt.input_ids.shape[1])):
+        logits = decoder.step().logits[:, -1].float()
         top = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1)
         probs = torch.softmax(top.values, dim=-1)
         choice = torch.multinomial(probs, 1, generator=gen)
         nxt = top.indices.gather(1, choice)
         out_tokens.append(nxt)
-        mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
-        step_ids, step_pos = nxt, step_pos[:, -1:] + 1
+        decoder.append(nxt)
     full = torch.cat(out_tokens, dim=1)
-    n_pad = (enc["attention_mask"] == 0).sum(dim=1).tolist()
+    n_pad = (prompt.attention_mask == 0).sum(dim=1).tolist()
     return [tokenizer.decode(row[pad:].tolist(), skip_special_tokens=True) for row, pad in zip(full, n_pad)]

@@ -26,6 +26,8 @@ import torch
 
 from factscope.hooks import Site, SiteTrace
 from factscope.models.adapter import ModelAdapter
+from factscope.models.batch import Batch, encode_texts, pad_batch, pad_id, positions_from_mask
+from factscope.models.forward import forward_inputs
 from factscope.scoring import continuation_ids
 
 
@@ -104,7 +106,7 @@ def score_targets(
     last_site = Site("resid", adapter.n_layers - 1)
     rows.sort(key=lambda r: r.length)
     results: list[TargetScore | None] = [None] * len(pairs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     start = 0
     while start < len(rows):
         # Grow the batch while the padded size (rows × longest row) stays within budget.
@@ -112,17 +114,11 @@ def score_targets(
         while stop < len(rows) and rows[stop].length * (stop - start + 1) <= max_tokens_per_batch:
             stop += 1
         batch = rows[start:stop]
-        width = max(r.length for r in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, row in enumerate(batch):
-            seq = row.prompt_ids + row.carrier
-            input_ids[b, : len(seq)] = torch.tensor(seq)
-            mask[b, : len(seq)] = 1
+        padded = pad_batch([row.prompt_ids + row.carrier for row in batch], pad)
         # Run the layers only; the head is applied to the target positions alone (most
         # positions are prompt tokens whose logits nobody needs).
         with SiteTrace(adapter, read=[last_site], stop=True) as trace:
-            adapter.model(input_ids=input_ids.to(adapter.device), attention_mask=mask.to(adapter.device))
+            adapter.model(**forward_inputs(adapter.model, padded, device=adapter.device))
         hidden = trace[str(last_site)]
         spans = [(b, len(row.prompt_ids) - 1, len(row.carrier)) for b, row in enumerate(batch)]
         picked_hidden = torch.cat([hidden[b, first : first + n] for b, first, n in spans])
@@ -160,13 +156,13 @@ def greedy_object(adapter: ModelAdapter, prompts: Sequence[str], *, max_tokens: 
         return []
     tokenizer = adapter.tokenizer
     with torch.no_grad():
-        enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
-        ids = enc["input_ids"].to(adapter.device)
-        mask = enc["attention_mask"].to(adapter.device)
+        enc = encode_texts(tokenizer, prompts, left=True).to(adapter.device)
+        ids, mask = enc.input_ids, enc.attention_mask
         generated = []
         for _ in range(max_tokens):
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = _forward_logits(adapter, ids, mask, positions)
+            # The whole rows each step (no cache), with positions that skip the left padding.
+            batch = Batch(ids, mask, positions_from_mask(mask))
+            logits = adapter.model(**forward_inputs(adapter.model, batch)).logits.float()
             nxt = logits[:, -1].argmax(-1, keepdim=True)
             generated.append(nxt)
             ids = torch.cat([ids, nxt], dim=1)
@@ -193,16 +189,6 @@ def first_content_phrase(text: str) -> str:
         if text[pos : pos + 1] != " ":
             return ""
         pos += 1
-
-
-def _forward_logits(adapter: ModelAdapter, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Full (uncached) forward with explicit positions, so left padding does not shift them."""
-    from factscope.evaluate.generation import accepts_position_ids
-
-    kwargs = {"input_ids": ids, "attention_mask": mask}
-    if accepts_position_ids(adapter.model):
-        kwargs["position_ids"] = positions
-    return adapter.model(**kwargs).logits.float()
 
 
 REFERENCE_TOP_K = 20  # evaluate_rs.py's k

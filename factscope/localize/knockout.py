@@ -29,7 +29,7 @@ from factscope.hooks import Site, SiteTrace, replace_positions
 from factscope.localize.attributes import attributes_rate_batch
 from factscope.localize.lens import PositionOutOfRangeError
 from factscope.models.adapter import ModelAdapter
-from factscope.models.forward import cache_kwargs, returned_cache
+from factscope.models.prefix import PrefixCache
 
 KNOCKOUT_KINDS = ("mlp", "attn")
 
@@ -87,20 +87,16 @@ def knockout_states(
     n = len(knockouts)
     device = adapter.device
     site = Site("resid", eval_layer)
-    model_kwargs: dict[str, Any] = {}
     if reuse_prefix and position > 0:
-        prefix = torch.tensor([ids[:position]], device=device)
-        cache = returned_cache(adapter.model(input_ids=prefix, use_cache=True))
-        cache.batch_repeat_interleave(n)
-        input_ids = torch.tensor([ids[position:]], device=device).expand(n, -1)
-        model_kwargs = {"use_cache": True, **cache_kwargs(adapter.model, cache)}
+        prefix = PrefixCache.build(adapter.model, torch.tensor([ids[:position]], device=device))
+        prefix.repeat(n)
+        inputs = prefix.inputs(torch.tensor([ids[position:]], device=device).expand(n, -1), reuse=True)
         local = 0
     else:
-        input_ids = torch.tensor([ids], device=device).expand(n, -1)
-        model_kwargs = {"use_cache": False}
+        inputs = {"input_ids": torch.tensor([ids], device=device).expand(n, -1), "use_cache": False}
         local = position
     with SiteTrace(adapter, read=[site], edit=_edits(knockouts, local), stop=True) as trace:
-        adapter.model(input_ids=input_ids, **model_kwargs)
+        adapter.model(**inputs)
     return trace[site][:, local].float()
 
 

@@ -12,10 +12,10 @@ Why it equals the one-restoration-per-forward method (and where the time goes):
   and nothing before layer ``l`` (state) or before the window's first layer (mlp/attn).
   So each restoration resumes from the corrupted run's cached input of its first layer,
   only on the token suffix ``i..T-1``; the attention of the suffix reads the corrupted
-  run's cached keys/values of the prefix ``0..i-1`` (a small stand-in for the model's
-  KV cache). The decoder layers are called directly with the exact arguments the model
-  itself passes them for that suffix (captured from a batch-1 forward with a prefix
-  cache), so positions, rotary embeddings and masks are the model's own.
+  run's cached keys/values of the prefix ``0..i-1``. The decoder layers are called
+  directly with the exact arguments the model itself passes them for that suffix
+  (``factscope.models.stepping.LayerStepper``), so positions, rotary embeddings and
+  masks are the model's own.
 * All restorations at one token (every layer × every noise sample) run in one
   staggered pass over the layers: a restoration joins the batch at its first layer.
 * Only the last position is projected to the vocabulary.
@@ -35,124 +35,7 @@ from factscope.hooks import Site, SiteTrace
 from factscope.localize.tracing_plan import TracePlan, window_layers
 from factscope.localize.tracing_runs import CleanRun, CorruptedRun, clean_run, corrupted_run, target_probs
 from factscope.models.adapter import ModelAdapter
-from factscope.models.forward import cache_kwargs, returned_cache
-
-
-class _PrefixKV:
-    """Duck-typed KV cache: prepends the corrupted run's prefix keys/values of each row's sample."""
-
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], start: int) -> None:
-        self.keys = [k[..., :start, :] for k in keys]
-        self.values = [v[..., :start, :] for v in values]
-        self.rows: torch.Tensor | None = None  # sample index of every batch row
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
-        keys = self.keys[layer_idx].index_select(0, self.rows)
-        values = self.values[layer_idx].index_select(0, self.rows)
-        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
-
-
-def _is_cache(obj: Any) -> bool:
-    return hasattr(obj, "update") and (hasattr(obj, "get_seq_length") or isinstance(obj, _PrefixKV))
-
-
-def _map(obj: Any, fn) -> Any:
-    if isinstance(obj, tuple):
-        return tuple(_map(o, fn) for o in obj)
-    if isinstance(obj, list):
-        return [_map(o, fn) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _map(v, fn) for k, v in obj.items()}
-    return fn(obj)
-
-
-@dataclass
-class _LayerCall:
-    """How the model calls one decoder layer for a given token suffix."""
-
-    positional: bool  # hidden states passed as args[0] (else as kwargs["hidden_states"])
-    args: tuple
-    kwargs: dict
-
-
-class LayerStepper:
-    """Calls decoder layers directly on batches of token suffixes ``start..T-1``."""
-
-    def __init__(self, adapter: ModelAdapter, input_ids: torch.Tensor, corrupted: CorruptedRun | None) -> None:
-        self.adapter = adapter
-        self.input_ids = input_ids.to(adapter.device)
-        self.corrupted = corrupted
-        self._calls: dict[int, list[_LayerCall]] = {}
-        self._caches: dict[int, _PrefixKV] = {}
-
-    @property
-    def prefix_reuse(self) -> bool:
-        """Whether suffixes can start after token 0 (the corrupted run's K/V cover every token)."""
-        return self.corrupted is not None and self.corrupted.keys is not None
-
-    @torch.no_grad()
-    def _capture(self, start: int) -> list[_LayerCall]:
-        adapter = self.adapter
-        captured: dict[int, _LayerCall] = {}
-
-        def make_hook(layer: int):
-            def hook(_module, args, kwargs):
-                if args:
-                    captured[layer] = _LayerCall(True, tuple(args[1:]), dict(kwargs))
-                else:
-                    rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-                    captured[layer] = _LayerCall(False, (), rest)
-
-            return hook
-
-        model = adapter.model
-        if start == 0:
-            feed: dict[str, Any] = {"input_ids": self.input_ids, "use_cache": False}
-        else:
-            prefix = returned_cache(model(input_ids=self.input_ids[:, :start], use_cache=True))
-            feed = {"input_ids": self.input_ids[:, start:], "use_cache": True, **cache_kwargs(model, prefix)}
-        handles = [
-            adapter.module(Site("resid", l)).register_forward_pre_hook(make_hook(l), with_kwargs=True)
-            for l in range(adapter.n_layers)
-        ]
-        try:
-            model(**feed)
-        finally:
-            for handle in handles:
-                handle.remove()
-        if start > 0:
-            assert self.corrupted is not None and self.corrupted.keys is not None
-            cache = _PrefixKV(self.corrupted.keys, self.corrupted.values, start)  # type: ignore[arg-type]
-            self._caches[start] = cache
-            swap = lambda obj: cache if _is_cache(obj) else obj  # noqa: E731
-            for call in captured.values():
-                call.args = _map(call.args, swap)
-                call.kwargs = _map(call.kwargs, swap)
-        return [captured[l] for l in range(adapter.n_layers)]
-
-    def prepare(self, start: int) -> None:
-        """Capture the layer arguments for suffix ``start`` (a model forward: call it outside any edit)."""
-        if start not in self._calls:
-            self._calls[start] = self._capture(start)
-
-    def run(self, layer: int, hidden: torch.Tensor, start: int, rows: torch.Tensor) -> torch.Tensor:
-        """Layer ``layer`` on ``hidden`` ``[B, T-start, d]``; ``rows`` = sample index per batch row."""
-        if start not in self._calls:
-            raise RuntimeError(f"LayerStepper.prepare({start}) must run before run(..., start={start}).")
-        call = self._calls[start][layer]
-        if start in self._caches:
-            self._caches[start].rows = rows
-        batch = hidden.shape[0]
-
-        def expand(obj: Any) -> Any:
-            if torch.is_tensor(obj) and obj.dim() >= 2 and obj.shape[0] == 1 and batch > 1:
-                return obj.expand(batch, *obj.shape[1:])
-            return obj
-
-        args, kwargs = _map(call.args, expand), _map(call.kwargs, expand)
-        module = self.adapter.module(Site("resid", layer))
-        out = module(hidden, *args, **kwargs) if call.positional else module(hidden_states=hidden, **kwargs)
-        return out[0] if isinstance(out, tuple) else out
+from factscope.models.stepping import LayerStepper
 
 
 @dataclass
@@ -205,7 +88,8 @@ class FastTracer:
             adapter, plan.input_ids, plan.corrupted, plan.noise, plan.target_id,
             read_kinds=tuple(read_kinds), keep_cache=prefix_reuse,
         )
-        self.stepper = LayerStepper(adapter, plan.input_ids, self.corrupted)
+        keys, values = self.corrupted.keys, self.corrupted.values
+        self.stepper = LayerStepper(adapter, plan.input_ids, (keys, values) if keys and values else None)
         self.clean_prob = float(self.clean.probs[plan.target_id])
         self.corrupted_prob = float(self.corrupted.target_probs.mean())
 

@@ -25,7 +25,8 @@ import torch
 
 from factscope.hooks import Site, SiteTrace, add_at_positions
 from factscope.models.adapter import ModelAdapter
-from factscope.models.forward import cache_kwargs, returned_cache
+from factscope.models.forward import returned_cache
+from factscope.models.prefix import layer_key_values
 
 TRACED_SITES = ("resid", "mlp", "attn")
 
@@ -65,22 +66,6 @@ def clean_run(adapter: ModelAdapter, input_ids: torch.Tensor) -> CleanRun:
     return CleanRun(sites=values, probs=torch.softmax(logits[0, -1].float(), dim=-1))
 
 
-def _cache_tensors(cache: object, n_layers: int, n_tokens: int) -> tuple[list, list] | None:
-    """Per-layer K/V of a transformers cache, or None when they do not cover every token."""
-    cache = getattr(cache, "self_attention_cache", cache)
-    layers = getattr(cache, "layers", None)
-    if layers is None or len(layers) < n_layers:
-        return None
-    keys, values = [], []
-    for layer in layers[:n_layers]:
-        k, v = getattr(layer, "keys", None), getattr(layer, "values", None)
-        if not torch.is_tensor(k) or not torch.is_tensor(v) or k.shape[-2] != n_tokens or v.shape[-2] != n_tokens:
-            return None  # e.g. a sliding-window layer that dropped early tokens
-        keys.append(k)
-        values.append(v)
-    return keys, values
-
-
 @torch.no_grad()
 def corrupted_run(
     adapter: ModelAdapter,
@@ -111,7 +96,7 @@ def corrupted_run(
         handle.remove()
     layer_inputs = [first_input[0]] + [tr[Site("resid", l)] for l in range(n)]
     sites = {k: [tr[Site(k, l)] for l in range(n)] for k in read_kinds}
-    kv = _cache_tensors(returned_cache(out), n, input_ids.shape[1]) if keep_cache else None
+    kv = layer_key_values(returned_cache(out), n, input_ids.shape[1]) if keep_cache else None
     probs = torch.softmax(out.logits[:, -1].float(), dim=-1)[:, target_id]
     return CorruptedRun(
         layer_inputs=layer_inputs,

@@ -109,12 +109,35 @@ def _gguf_cache_folder(gguf: Path) -> Path:
     return cache_dir() / "models" / f"gguf-{gguf.stem}-{file_sha256(gguf, cache_dir() / 'file-hashes.json')[:16]}"
 
 
+def gguf_adds_bos(gguf: Path) -> bool | None:
+    """The GGUF's ``tokenizer.ggml.add_bos_token`` flag (``None`` when the file does not say)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.add_bos_token")
+    if field is None or not field.data:
+        return None
+    return bool(field.parts[field.data[0]][0])
+
+
+def _match_gguf_bos(tokenizer: Any, gguf: Path) -> None:
+    """Make the tokenizer add a BOS token exactly when the GGUF says so.
+
+    transformers 4.56 builds a ``LlamaTokenizerFast`` that always adds BOS, whatever the
+    file says (SmolLM2's says no; 5.x follows the file). A prompt with an extra BOS
+    predicts differently, so the flag is set from the file before the tokenizer is saved.
+    """
+    wanted = gguf_adds_bos(gguf)
+    if wanted is not None and getattr(tokenizer, "add_bos_token", wanted) != wanted:
+        tokenizer.add_bos_token = wanted
+
+
 def _convert_gguf(gguf: Path, folder: Path) -> None:
     """Dequantise the GGUF to float32 and save it (atomically) as safetensors."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("Dequantising %s to float32 (one time) into %s", gguf.name, folder)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _match_gguf_bos(tokenizer, gguf)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The temporary folder is locked while this process lives, so a later run knows a leftover one is stale.
     with locked_temp_dir(folder.parent, folder.name + ".") as tmp:
