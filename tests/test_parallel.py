@@ -146,3 +146,38 @@ def test_shard_lock_is_per_part(tmp_path, setup):
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_visible_gpus_of_a_rank(monkeypatch):
+    from factscope.parallel.ranks import restrict_visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,4,5,6")
+    restrict_visible_gpus(gpu_block(4, 1, 2))  # rank 1 of 2 on a node whose job sees GPUs 3-6
+    assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == "5,6"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    restrict_visible_gpus(gpu_block(8, 3, 4))
+    assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == "6,7"
+
+
+def test_delta_goes_to_each_weights_own_device():
+    """Layers on different devices (one on 'meta' here, the only second device a CPU has): applying a delta changes
+    each weight in place, where it lives, and never moves a weight to another device; revert is bit-exact."""
+    from factscope.edit.delta import DeltaEntry, WeightDelta
+    from factscope.testing import tiny_adapter
+
+    adapter = tiny_adapter("llama")
+    adapter.model.model.layers[2].mlp.to("meta")
+    w1, w2 = adapter.weight("mlp_key", 1), adapter.weight("mlp_key", 2)
+    assert w1.parameter.device.type == "cpu" and w2.parameter.device.type == "meta"
+    before = w1.parameter.detach().clone()
+    rows, cols = w1.matrix.shape
+    gen = torch.Generator().manual_seed(0)
+    entries = [DeltaEntry("mlp_key", layer, torch.randn(rows, 1, generator=gen), torch.randn(cols, 1, generator=gen))
+               for layer in (1, 2)]
+    delta = WeightDelta(entries, {"editor": "test"})
+    delta.apply(adapter)
+    assert w2.parameter.device.type == "meta"
+    w1 = adapter.weight("mlp_key", 1)
+    assert torch.allclose(w1.parameter - before, w1.to_storage(entries[0].dense()), atol=1e-6)
+    delta.revert(adapter)
+    assert torch.equal(adapter.weight("mlp_key", 1).parameter, before)
