@@ -28,6 +28,7 @@ from factscope.cli.common import (
     model_options,
 )
 from factscope.cli._ranks import ShardOption, finish, join_ranks, shard_or_exit
+from factscope.parallel.ranks import Shard
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -134,7 +135,7 @@ def _check_hparams(editor: str, hparams: Optional[Path], overrides: dict[str, An
 def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, n: Optional[int], mode: str,
                      batch_size: Optional[int], perspective: str, no_generation: bool, hparams: Optional[Path],
                      overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
-                     model: ModelSpec, relation_requests: str = "add+remove", shard: Any = None) -> None:
+                     model: ModelSpec, relation_requests: str = "add+remove", shard: Optional[Shard] = None) -> None:
     from factscope.datasets import DatasetFormatError, load_cases
     from factscope.evaluate.editors import UnknownEditorError, dataset_editor_kwargs, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
