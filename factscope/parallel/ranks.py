@@ -125,7 +125,8 @@ class Ranks:
 
         local_rank, local_world = _local()
         device = None
-        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        # device_count() asks NVML and leaves CUDA unstarted (is_available() would start it and fix the visible set).
+        n_gpus = torch.cuda.device_count()
         if n_gpus and device_map is not None:  # k GPUs per rank: this rank sees its block as cuda:0..k-1
             restrict_visible_gpus(gpu_block(n_gpus, local_rank, local_world))
         elif n_gpus:
