@@ -240,6 +240,15 @@ CASES: list[tuple[str, list[str], str]] = [
     ("reproduce-data-dir-missing", ["reproduce", "--out", "{root}/r", "--data-dir", "{missing}"], "Data files not found"),
     ("demo-bad-case", ["demo", "--case", "99999", *G], "--case must be in"),
     ("demo-corpus-missing", ["demo", "--corpus", "{missing}.txt", *G], "--corpus"),
+    # data-parallel runs: --shard, merge, covariance
+    ("evaluate-shard-out-of-range", [*EVAL, "--out", "{root}/e", "--shard", "3/2", *G], "K must be 0..N-1"),
+    ("evaluate-shard-not-k-of-n", [*EVAL, "--out", "{root}/e", "--shard", "half", *G], "--shard expects K/N"),
+    ("evaluate-shard-sequential", [*EVAL, "--out", "{root}/e", "--shard", "0/2", "--mode", "sequential", *G], "cannot be split"),
+    ("trace-dataset-shard-out-of-range", ["trace-dataset", "--data", "{knowns_json}", "--out", "{root}/t", "--shard", "2/2", *G], "K must be 0..N-1"),
+    ("merge-not-a-run", ["merge", "{missing}"], "not a run folder"),
+    ("covariance-bad-site", ["covariance", "--layer", "1", "--site", "x", *G], "--site must be"),
+    ("covariance-layer-out-of-range", ["covariance", "--layer", "99", *G], "out of range"),
+    ("covariance-corpus-missing", ["covariance", "--layer", "1", "--corpus", "{missing}.jsonl", *G], "--corpus"),
 ]
 
 

@@ -20,7 +20,9 @@ import typer
 
 from factscope.cli.common import check_input_file, check_output_dir, fail, load_adapter, print_json, set_threads
 from factscope.cli.editor_args import check_editor, editor_overrides, model_hparams
-from factscope.cli.options import HparamsOption, JsonOption, ModelSpec, SetOption, ThreadsOption, model_options
+from factscope.cli.options import HparamsOption, JsonOption, ModelSpec, SetOption, model_options
+from factscope.cli._ranks import ShardOption, finish, join_ranks, shard_or_exit
+from factscope.parallel.ranks import Shard
 
 
 @model_options()
@@ -44,11 +46,13 @@ def evaluate(
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL for IDF and reference passages (default: enwiki sample).")] = None,
     group: Annotated[int, typer.Option("--group", min=1, help="Single mode: cases whose edits are computed together "
                                        "(ROME, RETS; same edits; helps on GPUs, not on a small CPU). Each case is still evaluated alone.")] = 1,
-    threads: ThreadsOption = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (1 helps on a busy machine; "
+                                                   "default under torchrun: the cores split between the ranks).")] = None,
     as_json: JsonOption = False,
+    shard: ShardOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
-    """Edit each case, measure every criterion, append one JSON line per case (resumable)."""
+    """Edit each case, measure every criterion, append one JSON line per case (resumable; data-parallel under torchrun)."""
     from factscope.evaluate.runner import MODES, PERSPECTIVES, RELATION_REQUESTS
     from factscope.io_utils import FolderLock, LockedError
 
@@ -67,28 +71,38 @@ def evaluate(
     else:  # every key and value checked here, before the run folder or the model
         overrides = editor_overrides(check_editor(editor, extra=("none",)), set_, hparams)
     check_output_dir(out)
-    set_threads(threads)
-    # One run per --out folder: a second `evaluate` on it exits here, before any model loads.
-    created = not out.exists()
-    lock = FolderLock(out, "--out folder")
+    share = shard_or_exit(shard)
+    if mode == "sequential" and not share.whole:
+        fail(f"--mode sequential cannot be split (--shard {share} / torchrun): each edit builds on all previous ones.")
+    # One run per --out folder (per shard of it): a second `evaluate` on it exits here, before any model loads.
+    folder = out if share.whole else out / "parts" / share.name
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    lock = FolderLock(folder, "--out folder" if share.whole else f"--out folder's shard {share}")
     try:
         lock.acquire()
     except (LockedError, OSError) as err:
         fail(str(err))
+    ranks, model = join_ranks(share, model, threads)
     try:
         _evaluate_locked(editor, out, data, format, n, mode, batch_size, perspective, no_generation, hparams,
-                         overrides, label, seed, corpus, group, model, relation_requests, as_json)
+                         overrides, label, seed, corpus, group, model, relation_requests, as_json, share)
+        lock.release()
+        finish(ranks, out)
     finally:
         lock.release()
-        if created and [p.name for p in out.iterdir()] == [lock.path.name]:  # refused before anything was written
+        ranks.close()
+        if created and [p.name for p in folder.iterdir()] == [lock.path.name]:  # refused before anything was written
             lock.path.unlink()
-            out.rmdir()
+            for made in created:
+                if made.is_dir() and not any(made.iterdir()):
+                    made.rmdir()
 
 
 def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, n: Optional[int], mode: str,
                      batch_size: Optional[int], perspective: str, no_generation: bool, hparams: Optional[Path],
                      overrides: dict[str, Any], label: Optional[str], seed: int, corpus: Optional[Path], group: int,
-                     model: ModelSpec, relation_requests: str = "add+remove", as_json: bool = False) -> None:
+                     model: ModelSpec, relation_requests: str = "add+remove", as_json: bool = False,
+                     shard: Optional[Shard] = None) -> None:
     from factscope.datasets import DatasetFormatError, load_cases
     from factscope.evaluate.editors import UnknownEditorError, dataset_editor_kwargs, named_editor
     from factscope.evaluate.runlog import CorruptRunError, RunConfigMismatch
@@ -143,14 +157,16 @@ def _evaluate_locked(editor: str, out: Path, data: Optional[Path], format: str, 
         except ValueError as err:  # a corpus line that is not a {title, text} object
             fail(f"--corpus: {err}")
     try:
-        result = run_evaluation(adapter, cases, editor_fn, config, out, all_cases=all_cases, idf=idf, group=group)
+        result = run_evaluation(adapter, cases, editor_fn, config, out, all_cases=all_cases, idf=idf, group=group, shard=shard)
     except (RunConfigMismatch, RunConfigError, CorruptRunError) as err:
         fail(str(err))
     state = "resumed" if result.resumed else "started"
+    if shard is not None and not shard.whole:
+        state += f" (shard {shard})"
     if as_json:
         print_json({"folder": str(result.folder), "state": state, "new": result.new, "planned": result.total})
         return
-    typer.echo(f"{result.folder}: {state}; {result.new} new line(s), {result.total} planned. Summarize with: factscope summarize {result.folder}")
+    typer.echo(f"{result.folder}: {state}; {result.new} new line(s), {result.total} planned. Summarize with: factscope summarize {out}")
 
 
 def summarize(

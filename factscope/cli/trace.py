@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from factscope.cli._ranks import ShardOption, join_ranks, shard_or_exit
 from factscope.cli.common import check_input_file, check_output_dir, check_prompt_fits, fail, load_adapter, print_json, set_threads
 from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
 
@@ -123,12 +124,12 @@ def trace_dataset(
     relation_prefix: Annotated[bool, typer.Option(help="With relation corruption, also noise the tokens before the subject.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (summary.json's content) instead of a table.")] = False,
     threads: ThreadsOption = None,
+    shard: ShardOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
-    """Trace correctly predicted known facts and average IE per position group (RETS Table 1, Fig. 2)."""
+    """Trace correctly predicted known facts and average IE per position group (RETS Table 1, Fig. 2; data-parallel under torchrun)."""
     from factscope.datasets import DatasetFormatError, load_knowns
     from factscope.localize.tracing_dataset import trace_dataset as run_dataset
-    from factscope.reports.heatmaps import plot_group_grid
 
     kinds = _kinds(kind)
     corrupts = {"both": ("subject", "relation"), "subject": ("subject",), "relation": ("relation",)}.get(corrupt)
@@ -137,15 +138,47 @@ def trace_dataset(
         return
     check_input_file(data, "--data")
     check_output_dir(out)
+    share = shard_or_exit(shard)
     try:
         facts = load_knowns(data)
     except DatasetFormatError as err:
         fail(str(err))
         return
-    set_threads(threads)
-    adapter = load_adapter(model)
-    run = run_dataset(adapter, facts, corrupts=corrupts, kinds=kinds, window=window, samples=samples, noise=noise,
-                      seed=seed, relation_prefix=relation_prefix, out_dir=out, max_traced=n)
+    ranks, model = join_ranks(share, model, threads)
+    try:
+        adapter = load_adapter(model)
+        settings = dict(corrupts=corrupts, kinds=kinds, window=window, samples=samples, noise=noise, seed=seed,
+                        relation_prefix=relation_prefix)
+        if share.whole:
+            run = run_dataset(adapter, facts, **settings, out_dir=out, max_traced=n)
+        else:
+            merged = _traced_share(adapter, facts, ranks, out, n, settings)
+            if merged is None:
+                return
+            run = merged
+        _write_dataset_outputs(adapter, run, out, kinds, as_json)
+    finally:
+        ranks.close()
+
+
+def _traced_share(adapter, facts, ranks, out: Path, n: Optional[int], settings: dict):  # type: ignore[no-untyped-def]
+    """This rank's share into out/parts/K-of-N; the merged run on rank 0 (or the last --shard), else None."""
+    from factscope.localize.tracing_shards import merged_trace, trace_share, traced_prefix
+
+    visited = traced_prefix(adapter, facts, n, settings["corrupts"])
+    part = trace_share(adapter, visited, ranks.shard, out, progress=ranks.main, **settings)
+    ranks.barrier()
+    if ranks.distributed and not ranks.main:
+        return None
+    run = merged_trace(visited, out, model=adapter.name, settings=part.settings)
+    if run is None:
+        typer.echo(f"{out}: shard {ranks.shard} done; rerun any shard once all are done to write the summary.")
+    return run
+
+
+def _write_dataset_outputs(adapter, run, out: Path, kinds: tuple[str, ...], as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from factscope.reports.heatmaps import plot_group_grid
+
     for c, part in run.summary.items():
         for k, grid in part["grids"].items():
             plot_group_grid(grid, list(part["table"]), k, out / f"aie_{c}_{k}.png",

@@ -43,11 +43,13 @@ from factscope.edit.value_store import checkpoint_values
 from factscope.evaluate.editors import EditorFn, GroupEditor
 from factscope.evaluate.generation import GenerationConfig
 from factscope.evaluate.metrics import evaluate_case
+from factscope.evaluate.parts import all_records, done_pairs, part_folder
 from factscope.evaluate.runlog import RunLog
 from factscope.evaluate.supplements import CaseSupplement, SupplementConfig, SupplementStore
 from factscope.evaluate.text_metrics import Idf
 from factscope.io_utils import FolderLock, quarantine
 from factscope.models.adapter import ModelAdapter
+from factscope.parallel.ranks import Shard, shard_indices
 
 MODES = ("single", "batch", "sequential")
 PERSPECTIVES = ("entity", "relation", "both")
@@ -207,6 +209,20 @@ def _chunks(n: int, size: int | None) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
+def shard_block(config: RunConfig, n_cases: int, group: int = 1) -> int:
+    """Cases that must stay together on one rank: a batch-mode chunk, or a single-mode edit group."""
+    if config.mode == "batch":
+        return config.batch_size or n_cases
+    return max(1, group)
+
+
+def check_shardable(config: RunConfig, shard: Shard) -> None:
+    """Sequential edits build on each other: such a run cannot be split."""
+    if not shard.whole and config.mode == "sequential":
+        raise RunConfigError("Sequential mode edits every case on top of the previous ones; it cannot be split "
+                             "across ranks or shards (run it in one process).")
+
+
 def run_evaluation(
     adapter: ModelAdapter,
     cases: Sequence[Case],
@@ -219,30 +235,40 @@ def run_evaluation(
     supplement_store: SupplementStore | None = None,
     progress: bool = True,
     group: int = 1,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """Evaluate ``cases`` after edits by ``editor``; resumes a run already in ``out``.
 
     ``group`` > 1 (single mode): compute that many cases' edits together when the
     editor is a ``GroupEditor`` (``named_editor``'s; ROME and RETS batch them); each case is still evaluated with
     its own edit alone, and the edits equal one-at-a-time editing up to float rounding.
+
+    ``shard`` (``Shard(K, N)``, N > 1): evaluate only this share of the cases (blocks of
+    ``group`` cases, or batch-mode chunks, dealt round-robin), writing ``out/parts/K-of-N``;
+    its records equal those of a one-process run. See ``factscope.evaluate.parts``.
     """
     config.validate()
     _check_cases(cases, config)
-    # One run per folder at a time: a second process on the same --out gets LockedError at once.
-    with FolderLock(out, "--out folder"):
-        log = RunLog(out)
+    shard = shard or Shard()
+    check_shardable(config, shard)
+    part = part_folder(out, shard)
+    # One writer per folder: a second process on the same --out (or the same shard of it) gets LockedError at once.
+    with FolderLock(part, "--out folder" if shard.whole else f"--out folder's shard {shard}"):
         try:
             version = metadata.version("factscope")
         except metadata.PackageNotFoundError:
             version = "unknown"
-        resumed = log.start(
-            config.to_dict(),
-            [c.case_id for c in cases],
-            extra={"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "factscope_version": version, "model_name": adapter.name},
-        )
-        done = log.done()
+        ids = [c.case_id for c in cases]
+        extra = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "factscope_version": version, "model_name": adapter.name}
+        if not shard.whole:  # the run's own manifest, shared by all its parts (identical content, atomic writes)
+            RunLog(out).start(config.to_dict(), ids, extra=extra)
+        log = RunLog(part)
+        resumed = log.start(config.to_dict(), ids, extra=extra if shard.whole else {**extra, "shard": str(shard)})
+        log.done()  # repairs this part's truncated last line
+        mine = set(shard_indices(len(cases), shard, shard_block(config, len(cases), group)))
+        done = {(p, i) for p, i in done_pairs(out) if i in mine}  # also what other parts or a merged file hold
         perspectives = config.perspectives()
-        total = len(cases) * len(perspectives)
+        total = len(mine) * len(perspectives)
         if len(done) >= total:
             return RunSummary(log.folder, total, 0, resumed)
 
@@ -253,13 +279,13 @@ def run_evaluation(
             config=SupplementConfig.from_dict(config.supplement),
             progress=progress,
         )
-        todo_cases = [c for i, c in enumerate(cases) if any((p, i) not in done for p in perspectives)]
+        todo_cases = [c for i, c in enumerate(cases) if i in mine and any((p, i) not in done for p in perspectives)]
         supplements = store.get(todo_cases, references=config.generation)
         bar = tqdm(total=total, initial=len(done), desc=f"evaluate {config.display_label}", unit="case", disable=not progress)
         ev = _Evaluator(adapter, config, supplements, log, idf, bar)
         try:
             for perspective in perspectives:
-                pending = [i for i in range(len(cases)) if (perspective, i) not in done]
+                pending = [i for i in range(len(cases)) if i in mine and (perspective, i) not in done]
                 if not pending:
                     continue
                 if config.mode == "single":
@@ -342,15 +368,12 @@ def _run_sequential(adapter, cases, editor, perspective, pending, ev: _Evaluator
 
 
 def load_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Manifest and records of a run folder (records de-duplicated by (perspective, index))."""
-    log = RunLog(folder)
-    manifest = log.manifest()
+    """Manifest and records of a run folder and its parts (one per (perspective, index), in run order)."""
+    manifest = RunLog(folder).manifest()
     if manifest is None:
         raise FileNotFoundError(f"{folder} is not a run folder (no manifest.json).")
-    seen: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in log.records():
-        seen.setdefault((record["perspective"], int(record["index"])), record)
-    return manifest, list(seen.values())
+    return manifest, all_records(folder)
 
 
-__all__ = ["MODES", "PERSPECTIVES", "RELATION_REQUESTS", "RunConfig", "RunConfigError", "RunSummary", "load_run", "requests_for", "run_evaluation"]
+__all__ = ["MODES", "PERSPECTIVES", "RELATION_REQUESTS", "RunConfig", "RunConfigError", "RunSummary", "check_shardable", "load_run", "requests_for", "run_evaluation",
+           "shard_block"]
