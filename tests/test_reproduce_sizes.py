@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from factscope.reproduce import STEPS, preset
 from factscope.reproduce.cost import SECONDS_PER_UNIT, estimate, units
@@ -77,3 +78,30 @@ def test_units_share_work():
     rows = estimate(STANDARD, 30, per_unit={"rets_table3": 2.0})
     assert set(rows) == set(STEPS) == set(SECONDS_PER_UNIT)
     assert rows["rets_table3"] == (alone["rets_table3"], 2.0, 2.0 * alone["rets_table3"])
+
+
+def test_spread_ablations_reuse_pmet_values(tmp_path, monkeypatch, isolated_cache):
+    """Even spread and the W_O update load PMET's value checkpoints and give the delta they give alone."""
+    import factscope.edit.memit as memit_mod
+    from factscope.edit import checkpoint_values, edit
+    from factscope.reproduce.batch import share_values
+    from factscope.testing import example_requests, tiny_adapter
+
+    adapter = tiny_adapter("llama")
+    reqs = example_requests(2)
+    fast = dict(context_lengths=[[3, 1]], v_steps=3, mom2_n_tokens=64, value_chunk=2, layers=[1, 2])
+    pmet_run = tmp_path / "pmet"
+    with checkpoint_values(pmet_run / "deltas" / "entity" / "values"):
+        edit(adapter, reqs, editor="pmet", **fast)
+    real, calls = memit_mod.optimize_values, []
+    monkeypatch.setattr(memit_mod, "optimize_values", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    for flag, optimised in (("even_spread", 0), ("update_attn", 0), ("no_attn_delta", 1)):
+        calls.clear()
+        run = tmp_path / flag
+        assert share_values(pmet_run, run) == 1
+        with checkpoint_values(run / "deltas" / "entity" / "values"):
+            shared = edit(adapter, reqs, editor="pmet", **{flag: True}, **fast)
+        assert len(calls) == optimised, flag
+        alone = edit(adapter, reqs, editor="pmet", **{flag: True}, **fast)
+        assert len(shared.entries) == len(alone.entries)
+        assert all(torch.equal(x.dense(), y.dense()) for x, y in zip(shared.entries, alone.entries)), flag

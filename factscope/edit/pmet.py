@@ -37,6 +37,9 @@ class PMETHyperParams(MEMITHyperParams):
     # MEMIT's layer ranges; not MEMIT's residual-stream step for Gemma: PMET's values sit on the
     # (pre-norm) MLP/attention outputs, as ROME's, and take the shared step.
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = MEMIT_LAYERS
+    # Ablations that change how the optimised values are spread or applied, not the values:
+    # value checkpoints are keyed as if these were at their defaults, so the ablations reuse PMET's.
+    VALUE_NEUTRAL: ClassVar[dict[str, Any]] = {"even_spread": False, "update_attn": False}
 
     spread: str = hp("sqrt", "Residual spread over layers: sqrt (PMET) or even (MEMIT).")
     even_spread: bool = hp(False, "Ablation: spread the residual evenly (as MEMIT).")

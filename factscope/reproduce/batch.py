@@ -6,11 +6,15 @@ Usage::
 
 All facts of a run are edited in one call (``mode="batch"``), every case evaluated on
 that edited model. The unedited and PMET runs of Table 1 live in ``_work/batch`` and
-are reused by Table 3, whose ablations edit the same facts.
+are reused by Table 3, whose ablations edit the same facts; the ablations that only
+change how the values are spread or applied (even spread, W_O update) start from PMET's
+value checkpoints (:func:`share_values`), so their value optimisation is not redone.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,21 @@ def _batch_run(ctx: ReproContext, folder: Path, editor: str, label: str, n: int,
     cases, all_cases, path, fmt = load_counterfact(ctx, n)
     return evaluate_editor(ctx, folder, editor, cases, all_cases, path, fmt, label=label, overrides=overrides,
                            mode="batch", batch_size=len(cases))
+
+
+def share_values(source: Path, target: Path, perspective: str = "entity") -> int:
+    """Link the value checkpoints of run ``source`` into run ``target``'s (copy where links fail); returns how many."""
+    src, dst = source / "deltas" / perspective / "values", target / "deltas" / perspective / "values"
+    files = sorted(src.glob("values-*.safetensors")) if src.is_dir() else []
+    if files:
+        dst.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        if not (dst / path.name).exists():
+            try:
+                os.link(path, dst / path.name)
+            except OSError:
+                shutil.copy2(path, dst / path.name)
+    return len(files)
 
 
 def _row(label: str, run: Any) -> list[str]:
@@ -76,7 +95,11 @@ def pmet_table3(ctx: ReproContext, folder: Path) -> ArtefactResult:
     runs = {"Unedited": _batch_run(ctx, work / "none", "none", "Unedited", ctx.sizes.batch_cases)}
     runs["PMET"] = _batch_run(ctx, work / "pmet", "pmet", "PMET", ctx.sizes.batch_cases) if n == ctx.sizes.batch_cases \
         else _batch_run(ctx, folder / "runs" / "pmet", "pmet", "PMET", n)
+    from factscope.edit.pmet import PMETHyperParams
+
     for label, flag in (("w/o δ_attn", "no_attn_delta"), ("w/ W_O MHSA", "update_attn"), ("Even spread", "even_spread")):
+        if flag in PMETHyperParams.VALUE_NEUTRAL:  # same value optimisation as PMET's: take its checkpoints
+            share_values(runs["PMET"].folder, folder / "runs" / flag)
         runs[label] = _batch_run(ctx, folder / "runs" / flag, "pmet", label, n, {flag: True})
     claims = []
     for label, metric, op, pnum, text in (
