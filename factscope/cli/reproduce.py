@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from factscope.cli.common import ModelSpec, check_output_dir, fail, load_adapter, model_options, set_threads
+
+GPU_EDIT_GROUP = 8  # single edits computed together on a GPU (docs/evaluation.md ran the perspectives with --group 8)
 
 
 @model_options(device_map=False)
@@ -61,6 +64,8 @@ def reproduce(
         return
     try:
         adapter = load_adapter(model)
+        if adapter.device.type == "cuda" and not any(item.partition("=")[0].strip() == "edit_group" for item in sizes):
+            chosen = replace(chosen, edit_group=GPU_EDIT_GROUP)  # independent edits together pay on a GPU only
         command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
     finally:
