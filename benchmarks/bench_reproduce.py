@@ -15,7 +15,10 @@ the CPU time is what a quiet machine's wall time would be), its work units
 (:func:`factscope.reproduce.cost.units`), CPU seconds per unit (fixed costs folded
 in), and what that rate predicts for the ``--target`` preset (default ``standard``). The Figure 5 runs at ROME's and RETS's default layers reuse
 Table 3's runs when both artefacts are run; the line "reuse" prints what that saved,
-as the measured s/unit of Figure 5 times the units it did not compute.
+as the measured s/unit of Figure 5 times the units it did not compute. With
+``pmet_table3`` it prints each batch run's edit time (wall, from the run records): the
+even-spread and W_O runs load PMET's value checkpoints, w/o δ_attn optimises its own,
+so their ratio is what sharing the values bought, measured side by side.
 """
 
 from __future__ import annotations
@@ -84,6 +87,16 @@ def main() -> None:
         print(f"reuse: Figure 5 took {shared} of its {2 * len(sweep)} (editor, layer) runs from Table 3; saved "
               f"{format_seconds(shared * sizes.sweep_cases * rates['rets_fig5'])} here, "
               f"{format_seconds(shared * preset(args.target).sweep_cases * rates['rets_fig5'])} at {args.target} sizes")
+    if "pmet_table3" in steps:
+        edit_s = {}
+        for run in sorted((out / "pmet_table3" / "runs").iterdir()) + [out / "_work" / "batch" / "pmet"]:
+            lines = (run / "results.jsonl").read_text().splitlines() if (run / "results.jsonl").is_file() else []
+            edit_s[run.name] = sum(json.loads(line).get("edit_seconds") or 0.0 for line in lines if line.strip())
+        own = edit_s.get("no_attn_delta", 0.0)
+        print("PMET batch edit wall s: " + ", ".join(f"{k} {v:.1f}" for k, v in edit_s.items())
+              + (f"; shared-value runs vs own optimisation (w/o δ_attn): "
+                 + ", ".join(f"{k} {edit_s[k] / own:.2f}×" for k in ("even_spread", "update_attn") if k in edit_s)
+                 if own else ""))
     print(f"total wall {total:.0f} s (load average now {os.getloadavg()[0]:.1f}); predicted for these artefacts at "
           f"{args.target} sizes: {format_seconds(predicted)}; rates: {json.dumps({k: round(v, 2) for k, v in rates.items()})}")
 

@@ -21,18 +21,19 @@ from collections.abc import Mapping
 
 from factscope.reproduce.sizes import Sizes
 
-# Measured by benchmarks/bench_reproduce.py (docs/reproduction.md, "Cost"): seconds per unit,
-# wall time of the artefact divided by its units, so a step's fixed cost is folded in.
+# Measured by benchmarks/bench_reproduce.py (docs/reproduction.md, "Cost"): CPU seconds of the
+# process (1 thread) per unit at small n, so a step's fixed cost is folded in; on a quiet
+# 2-core machine that is the wall time, on a shared one the wall time is larger.
 SECONDS_PER_UNIT: dict[str, float] = {
-    "rets_table1": 60.0,
-    "rets_fig2": 1.0,
-    "rets_fig3_table2": 0.5,
-    "rets_table3": 10.0,
-    "rets_fig5": 10.0,
+    "rets_table1": 39.6,
+    "rets_fig2": 0.8,
+    "rets_fig3_table2": 0.05,
+    "rets_table3": 9.1,
+    "rets_fig5": 8.5,
     "seed001_tables12": 12.0,
-    "seed001_fig2": 1.0,
-    "seed001_fig3": 25.0,
-    "pmet_fig2": 0.5,
+    "seed001_fig2": 0.6,
+    "seed001_fig3": 12.9,
+    "pmet_fig2": 0.3,
     "pmet_table1": 6.0,
     "pmet_table3": 6.0,
 }

@@ -89,7 +89,9 @@ def _deviations(sizes: Sizes) -> str:
         parts.append("editor settings changed for speed: " + ", ".join(f"{k}={v}" for k, v in sizes.editor_overrides.items()))
     if not sizes.generation:
         parts.append("no text generation (Fluency/Consistency not measured)")
-    if sizes.name != "full":
+    if sizes.name == "standard":
+        parts.append("sample sizes of the 'standard' preset (a power calculation, docs/reproduction.md), below the papers'")
+    elif sizes.name != "full":
         parts.append(f"sample sizes of the '{sizes.name}' preset, far below the papers'")
     return "; ".join(parts)
 
