@@ -30,12 +30,12 @@ SECONDS_PER_UNIT: dict[str, float] = {
     "rets_fig3_table2": 0.05,
     "rets_table3": 9.1,
     "rets_fig5": 8.5,
-    "seed001_tables12": 12.0,
+    "seed001_tables12": 10.4,
     "seed001_fig2": 0.6,
     "seed001_fig3": 12.9,
     "pmet_fig2": 0.3,
-    "pmet_table1": 6.0,
-    "pmet_table3": 6.0,
+    "pmet_table1": 5.3,
+    "pmet_table3": 4.3,
 }
 KNOCKOUT_WEIGHT = 30  # one knock-out fact costs about this many lens facts (two components × every layer)
 UNIT_NAMES = {
