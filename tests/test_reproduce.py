@@ -101,6 +101,8 @@ def test_every_artefact_and_report(setup):
     # Tiny n: every claim must be inconclusive, never a verdict.
     verdicts = [c.verdict for name in STEPS for c in ArtefactResult.load(out / name).claims]
     assert all(v.startswith("inconclusive") for v in verdicts), verdicts
+    # The summary gives each artefact's wall time and estimate, and the totals.
+    assert "| **total** |" in text and "estimate (s)" in text and set(run["estimated_seconds"]) == set(STEPS)
     # The editors' caches were written to the temporary cache folder, not the user's.
     assert any((cache / "stats").rglob("*.safetensors")) and any((cache / "contexts").iterdir())
 
@@ -143,6 +145,33 @@ def test_resume_skips_complete_steps(setup):
     reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False, steps=["rets_table3", "pmet_fig2"])
     assert (out / "rets_table3" / "result.json").stat().st_mtime_ns == before
     assert (out / "pmet_fig2" / "result.json").is_file()
+
+
+def test_figure5_reuses_table3_at_the_default_layer(setup):
+    """RETS edits layer 3 of 4 by default, TINY sweeps layer 3: that point is Table 3's RETS run, not a new one."""
+    adapter, data, out, report, greedy, cache = setup
+    from factscope.evaluate.summary import summarize_run
+    from factscope.reproduce.editing import default_layers
+
+    assert default_layers(adapter)["rets"] == 3 and TINY.sweep_layer_indices(adapter.n_layers) == [3]
+    fig5 = ArtefactResult.load(out / "rets_fig5")
+    assert not (out / "rets_fig5" / "runs" / "rets-L03").exists() and (out / "rets_fig5" / "runs" / "rome-L03").is_dir()
+    assert "Taken from RETS Table 3's runs" in fig5.notes and "RETS layer 3" in fig5.notes
+    table3 = summarize_run(out / "rets_table3" / "runs" / "rets")
+    assert TINY.sweep_cases == TINY.eval_cases == 1  # one case: Table 3's mean is Figure 5's point
+    for metric in ("efficacy", "generalization", "s_specificity", "r_specificity"):
+        assert fig5.data["rets"][metric]["3"] == pytest.approx(100 * table3.mean("entity", metric))
+
+
+def test_table3_claims_both_r_spec_rules_and_unavailable_rows(setup):
+    adapter, data, out, report, greedy, cache = setup
+    table3 = ArtefactResult.load(out / "rets_table3")
+    names = [c.claim for c in table3.claims]
+    for other in ("ROME", "PMET* (single layer)"):
+        assert f"RETS has higher R-Specificity than {other} (our rule)" in names
+        assert f"RETS has higher R-Specificity than {other} (reference rule)" in names
+    assert "| MEND | not available" in table3.ours
+    assert "| KN | not available" in ArtefactResult.load(out / "seed001_tables12").ours
 
 
 def test_verdict_rule():

@@ -109,7 +109,7 @@ def chunked_values(adapter: ModelAdapter, requests: Sequence[EditRequest], layer
     store = active_store()
     # Checkpoints are keyed by the chunk size actually used, so "0 = 16 on a CPU" and an
     # explicit 16 share them (including checkpoints written before 0 became the default).
-    settings = {**hparams.to_dict(), "value_chunk": chunk}
+    settings = {**hparams.to_dict(), **getattr(hparams, "VALUE_NEUTRAL", {}), "value_chunk": chunk}
     parts = []
     for start in tqdm(range(0, len(requests), chunk), desc="values", disable=not progress or len(requests) <= chunk, leave=False):
         part = requests[start : start + chunk]

@@ -46,6 +46,9 @@ class PMETHyperParams(MEMITHyperParams):
     # (pre-norm) MLP/attention outputs, as ROME's, and take the shared step.
     FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = MEMIT_LAYERS
     LEGACY_KEYS: ClassVar[dict[str, Callable[[Any], dict[str, Any]]]] = {"even_spread": _even_spread}
+    # Ablations that change how the optimised values are spread or applied, not the values:
+    # value checkpoints are keyed as if these were at their defaults, so the ablations reuse PMET's.
+    VALUE_NEUTRAL: ClassVar[dict[str, Any]] = {"spread": "sqrt", "update_attn": False}
 
     spread: Literal["even", "sqrt"] = hp("sqrt", "Residual spread over layers: sqrt (PMET) or even (MEMIT, the ablation).")
     no_attn_delta: bool = hp(False, "Ablation 'w/o delta_attn': optimise only the MLP output.")

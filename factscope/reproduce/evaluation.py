@@ -65,8 +65,27 @@ def evaluate_editor(
     idf = load_idf(ctx.data.path("corpus")) if generation else None
     editor_fn = named_editor(editor, **kwargs, **dataset_editor_kwargs(editor, data_path, fmt, kwargs))
     run_evaluation(ctx.adapter, cases, editor_fn, config, folder, all_cases=all_cases, idf=idf,
-                   progress=ctx.progress)
+                   progress=ctx.progress, group=ctx.sizes.edit_group if mode == "single" else 1)
     return summarize_run(folder)
+
+
+def summarize_first(folder: Path, n: int) -> Any:
+    """``RunStats`` of a run folder's first ``n`` cases only (to share a larger run with a smaller artefact)."""
+    from factscope.evaluate.runner import load_run
+    from factscope.evaluate.summary import RunStats, mean_ci
+
+    manifest, records = load_run(folder)
+    config = manifest["config"]
+    records = [r for r in records if int(r["index"]) < n]
+    run = RunStats(Path(folder), config.get("label") or config["editor"], config["editor"], "counterfact", config, n_planned=n)
+    for perspective in sorted({r["perspective"] for r in records}):
+        recs = [r for r in records if r["perspective"] == perspective]
+        ok = [r for r in recs if not r.get("error")]
+        run.n_cases[perspective], run.n_errors[perspective] = len(ok), len(recs) - len(ok)
+        metrics = sorted({m for r in ok for m in (r.get("metrics") or {})})
+        found = {m: mean_ci([r["metrics"][m] for r in ok if r["metrics"].get(m) is not None]) for m in metrics}
+        run.stats[perspective] = {m: st for m, st in found.items() if st is not None}
+    return run
 
 
 def stat(run: Any, metric: str, perspective: str = "entity") -> tuple[float | None, float | None]:
@@ -77,3 +96,20 @@ def stat(run: Any, metric: str, perspective: str = "entity") -> tuple[float | No
 
 def n_cases(run: Any, perspective: str = "entity") -> int:
     return int(run.n_cases.get(perspective, 0))
+
+
+def compare_runs(claim: str, paper: str, run_a: Any, run_b: Any, metric: str, op: str, why: str, *,
+                 perspective: str = "entity", metric_b: str | None = None, check: str = "") -> Any:
+    """A :class:`Claim` comparing ``metric`` of two runs (``metric_b`` for run b) under the verdict rule.
+
+    A claim that does not hold gets ``check`` (or the observed gap against its half-width)."""
+    from factscope.reproduce.verdicts import FAILS, MIN_CASES, Claim, _fmt, compare, gap_check
+
+    (a, ca), (b, cb) = stat(run_a, metric, perspective), stat(run_b, metric_b or metric, perspective)
+    n = min(n_cases(run_a, perspective), n_cases(run_b, perspective))
+    verdict = compare(a, b, op, n, MIN_CASES, ca, cb)
+    if verdict == FAILS:
+        check = "; ".join(filter(None, [check, gap_check(a, b, ca, cb, n)]))  # type: ignore[arg-type]
+    else:
+        check = ""
+    return Claim(claim, paper, f"{_fmt(a, 100)} vs {_fmt(b, 100)}", verdict, why, check)

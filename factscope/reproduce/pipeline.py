@@ -20,8 +20,9 @@ from pathlib import Path
 
 from factscope.models.adapter import ModelAdapter
 from factscope.reproduce import batch, editing, lens, tracing
-from factscope.reproduce.artefact import StepFn, run_step
+from factscope.reproduce.artefact import StepFn, is_complete, run_step
 from factscope.reproduce.context import DataFiles, ReproContext
+from factscope.reproduce.cost import estimate, format_seconds
 from factscope.reproduce.report import write_report
 from factscope.reproduce.sizes import Sizes
 
@@ -40,6 +41,41 @@ STEPS: dict[str, StepFn] = {
 }
 
 
+def _reused_layers(adapter: ModelAdapter, sizes: Sizes) -> dict[str, int]:
+    """ROME's and RETS's default layers (Figure 5 takes these points from Table 3), or none if unknown."""
+    try:
+        return editing.default_layers(adapter, sizes.editor_specific)
+    except (ValueError, TypeError):
+        return {}
+
+
+class _Eta:
+    """Estimated time left: the cost model's seconds, rescaled by how the finished artefacts compared to it."""
+
+    def __init__(self, planned: dict[str, float]) -> None:
+        self.left = dict(planned)
+        self.spent = self.expected = 0.0
+
+    def _ratio(self) -> float:
+        return self.spent / self.expected if self.expected > 0 else 1.0
+
+    def before(self, name: str) -> str:
+        if name not in self.left:
+            return "already complete"
+        own = self.left[name] * self._ratio()
+        return (f"estimated {format_seconds(own)}; all remaining artefacts {format_seconds(sum(self.left.values()) * self._ratio())}"
+                + ("" if self.expected else " (CPU cost model, docs/reproduction.md)"))
+
+    def done(self, name: str, seconds: float) -> None:
+        self.spent += seconds
+        self.expected += self.left.pop(name, 0.0)
+
+    def after(self) -> str:
+        if not self.left:
+            return ""
+        return f"; ETA for the {len(self.left)} remaining: {format_seconds(sum(self.left.values()) * self._ratio())}"
+
+
 def _version() -> str:
     try:
         return metadata.version("factscope")
@@ -53,7 +89,9 @@ def _deviations(sizes: Sizes) -> str:
         parts.append("editor settings changed for speed: " + ", ".join(f"{k}={v}" for k, v in sizes.editor_overrides.items()))
     if not sizes.generation:
         parts.append("no text generation (Fluency/Consistency not measured)")
-    if sizes.name != "full":
+    if sizes.name == "standard":
+        parts.append("sample sizes of the 'standard' preset (a power calculation, docs/reproduction.md), below the papers'")
+    elif sizes.name != "full":
         parts.append(f"sample sizes of the '{sizes.name}' preset, far below the papers'")
     return "; ".join(parts)
 
@@ -80,18 +118,22 @@ def reproduce(
     ctx = ReproContext(adapter, out, data, sizes, progress=progress, seed=seed)
     timings_path = out / "timings.json"
     seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    planned = {k: v[2] for k, v in estimate(sizes, adapter.n_layers, reused_layers=_reused_layers(adapter, sizes)).items()}
+    eta = _Eta({n: planned[n] for n in names if not is_complete(out / n)})
     start = time.perf_counter()
     results = []
-    for name in names:
+    for i, name in enumerate(names, 1):
         if progress:
-            print(f"[reproduce] {name} ...", flush=True)
+            print(f"[reproduce] {i}/{len(names)} {name}: {eta.before(name)}", flush=True)
         t0 = time.perf_counter()
         result, computed = run_step(ctx, name, STEPS[name])
         if computed:
             seconds[name] = time.perf_counter() - t0
             timings_path.write_text(json.dumps(seconds, indent=1))
+            eta.done(name, seconds[name])
         if progress:
-            print(f"[reproduce] {name}: {'done' if computed else 'already complete'} ({seconds.get(name, result.seconds):.0f} s)", flush=True)
+            print(f"[reproduce] {i}/{len(names)} {name}: {'done' if computed else 'already complete'} "
+                  f"({seconds.get(name, result.seconds):.0f} s){eta.after()}", flush=True)
         results.append(result)
     # Every data file a step may read is named, including those read by skipped (complete) steps.
     data.used |= {"knowns", "attributes", "counterfact", "corpus"}
@@ -107,6 +149,7 @@ def reproduce(
         "sizes": sizes.to_dict(),
         "data_sha256": data.sha256(),
         "seconds": seconds,
+        "estimated_seconds": planned,
         "total_seconds": time.perf_counter() - start,
         "deviations": _deviations(sizes),
     }

@@ -21,6 +21,11 @@ def _esc(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _why(claim: Any) -> str:
+    check = getattr(claim, "check", "")
+    return (f"**Check:** {_esc(check)}. " if check else "") + _esc(claim.why_not)
+
+
 def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> str:
     lines = [f"# Reproduction report — {header['model']}", ""]
     lines += [
@@ -29,7 +34,9 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
         f"* **factscope version:** {header['version']}",
         f"* **Date:** {header['date']}",
         f"* **Sizes preset:** {header['sizes']['name']} (all sizes in `run.json`)",
-        f"* **Total wall time:** {header['total_seconds']:.0f} s (this invocation; artefacts computed earlier were reused)",
+        f"* **Total wall time:** {header['total_seconds']:.0f} s this invocation; "
+        f"{sum(header['seconds'].get(r.name, r.seconds) for r in results):.0f} s summed over the artefacts' own wall "
+        "times (including invocations that computed them earlier)",
         "* **Data files (sha256):**",
         *(f"  * `{Path(p).name}`: `{h}`" for p, h in header["data_sha256"].items()),
         "",
@@ -40,12 +47,21 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
     counts = tally([c for r in results for c in r.claims])
     lines += ["## Summary", "",
               f"{counts['holds']} claims hold, {counts['does not hold']} do not hold, {counts['inconclusive']} are inconclusive.", "",
-              "| Artefact | n | wall time (s) | holds | does not hold | inconclusive |", "|---|---|---|---|---|---|"]
+              "| Artefact | n | wall time (s) | estimate (s) | holds | does not hold | inconclusive |",
+              "|---|---|---|---|---|---|---|"]
+    planned = header.get("estimated_seconds", {})
     for r in results:
         t = tally(r.claims)
         secs = header["seconds"].get(r.name, r.seconds)
-        lines.append(f"| [{_esc(r.title)}](#{r.name}) | {_esc(r.n)} | {secs:.0f} | {t['holds']} | {t['does not hold']} | {t['inconclusive']} |")
-    lines.append("")
+        est = f"{planned[r.name]:.0f}" if r.name in planned else "–"
+        lines.append(f"| [{_esc(r.title)}](#{r.name}) | {_esc(r.n)} | {secs:.0f} | {est} | {t['holds']} | "
+                     f"{t['does not hold']} | {t['inconclusive']} |")
+    total = sum(header["seconds"].get(r.name, r.seconds) for r in results)
+    est_total = sum(planned.get(r.name, 0.0) for r in results)
+    lines += [f"| **total** | | {total:.0f} | {est_total:.0f} | {counts['holds']} | {counts['does not hold']} | "
+              f"{counts['inconclusive']} |", "",
+              "*Estimate:* units × seconds per unit of the cost model (`factscope.reproduce.cost`, measured on the "
+              "2-core development CPU); see docs/reproduction.md.", ""]
     for r in results:
         lines += [f'<a id="{r.name}"></a>', f"## {r.title}", "", f"Folder: `{r.name}/` · n: {r.n} · wall time: "
                   f"{header['seconds'].get(r.name, r.seconds):.0f} s", ""]
@@ -56,7 +72,7 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
             lines += [f"*Notes:* {r.notes}", ""]
         if r.claims:
             lines += ["### Claims", "", "| Claim | Paper | Ours | Verdict | Why it might not hold here |", "|---|---|---|---|---|"]
-            lines += [f"| {_esc(c.claim)} | {_esc(c.paper)} | {_esc(c.ours)} | **{_esc(c.verdict)}** | {_esc(c.why_not)} |" for c in r.claims]
+            lines += [f"| {_esc(c.claim)} | {_esc(c.paper)} | {_esc(c.ours)} | **{_esc(c.verdict)}** | {_why(c)} |" for c in r.claims]
             lines.append("")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""How much work each artefact does: the ``--quick``, ``--full`` and ``tiny`` presets.
+"""How much work each artefact does: the ``--quick``, ``--standard``, ``--full`` and ``tiny`` presets.
 
 Usage::
 
@@ -37,6 +37,7 @@ class Sizes:
     batch_cases: int = 20  # PMET Table 1 / Table 3
     ablation_cases: int | None = None  # PMET Table 3; None = batch_cases
     threads: int = 1
+    edit_group: int = 1  # independent single edits computed together (edit_each); 1 on a CPU, where it does not pay
     editor_overrides: dict = field(default_factory=dict)
     editor_specific: dict = field(default_factory=dict)
 
@@ -58,7 +59,7 @@ class Sizes:
 
     def validate(self) -> "Sizes":
         for name in ("trace_facts", "trace_samples", "trace_window", "lens_facts", "dynamics_facts", "eval_cases",
-                     "sweep_cases", "perspective_cases", "batch_cases", "threads"):
+                     "sweep_cases", "perspective_cases", "batch_cases", "threads", "edit_group"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"Size {name} must be a positive integer, got {getattr(self, name)!r}.")
         for name in ("severed_facts", "knockout_facts"):
@@ -102,11 +103,17 @@ TINY = Sizes(name="tiny", trace_facts=3, trace_samples=2, trace_window=2, severe
              perspective_cases=1, batch_cases=2,
              editor_overrides={"context_lengths": [[3, 2]], "v_steps": 3, "mom2_n_tokens": 64},
              editor_specific={"memit": {"layers": [1, 2]}, "pmet": {"layers": [1, 2]}, "ft": {"ft_steps": 3}})
-PRESETS = {s.name: s for s in (QUICK, FULL, TINY)}
+# Sized by the power calculation of factscope/reproduce/power.py (docs/reproduction.md, "The
+# standard preset"): each n is the smallest at which the planned effects of its claims clear
+# the verdict rule with margin, capped where the whole run would leave the 4-hour budget.
+STANDARD = Sizes(name="standard", trace_facts=25, trace_samples=3, severed_facts=25, lens_facts=170, knockout_facts=13,
+                 dynamics_facts=25, eval_cases=75, sweep_layers=(0.17, 0.5, 0.73), sweep_cases=25,
+                 perspective_cases=25, batch_cases=250, editor_overrides=dict(QUICK.editor_overrides))
+PRESETS = {s.name: s for s in (QUICK, STANDARD, FULL, TINY)}
 
 
 def preset(name: str) -> Sizes:
-    """One of ``quick``, ``full``, ``tiny``."""
+    """One of ``quick``, ``standard``, ``full``, ``tiny``."""
     if name not in PRESETS:
         raise ValueError(f"Unknown size preset {name!r}; choose one of {', '.join(PRESETS)}.")
     return PRESETS[name]

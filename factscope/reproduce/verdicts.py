@@ -43,6 +43,7 @@ class Claim:
     ours: str
     verdict: str
     why_not: str = ""  # why the claim may not transfer to this model / setting
+    check: str = ""  # for a claim that does not hold: a one-line check of why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +80,13 @@ def compare(a: float | None, b: float | None, op: str, n: int, min_n: int,
     return judge(true, n, min_n, noise=noise)
 
 
+def gap_check(a: float, b: float, ci_a: float | None, ci_b: float | None, n: int, scale: float = 100.0) -> str:
+    """One line on a failed comparison: the observed gap against its combined half-width."""
+    width = math.sqrt((ci_a or 0.0) ** 2 + (ci_b or 0.0) ** 2)
+    return (f"observed difference {scale * (a - b):+.1f} against a combined 95 % half-width of {scale * width:.1f} "
+            f"at n = {n}: the opposite direction is measured, not noise")
+
+
 def is_positive(verdict: str) -> bool:
     return verdict == HOLDS
 
@@ -92,4 +100,4 @@ def tally(claims: list[Claim]) -> dict[str, int]:
     return out
 
 
-__all__ = ["Claim", "FAILS", "HOLDS", "MIN_CASES", "MIN_FACTS", "RULE", "compare", "judge", "tally", "_fmt"]
+__all__ = ["Claim", "FAILS", "HOLDS", "MIN_CASES", "MIN_FACTS", "RULE", "compare", "gap_check", "judge", "tally", "_fmt"]
