@@ -52,3 +52,24 @@ def test_revert_refuses_a_folder_without_originals(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "factscope apply" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_applied_in_turn_reverts_everything_even_on_error() -> None:
+    """Deltas applied in turn are all reverted, last first, when the block fails half-way."""
+    import pytest
+
+    from factscope.edit import EditRequest, edit
+    from factscope.edit.delta import applied_in_turn
+    from factscope.testing import same_weights, tiny_adapter, weights_snapshot
+
+    adapter = tiny_adapter("llama")
+    before = weights_snapshot(adapter)
+    reqs = [EditRequest("The mother tongue of {} is", s, "English") for s in ("Danielle Darrieux", "Victor Hugo")]
+    deltas = [edit(adapter, [r], editor="ft", layer=1, ft_steps=2, probe="off") for r in reqs]
+    with pytest.raises(RuntimeError, match="half-way"):
+        with applied_in_turn(adapter) as apply:
+            apply(deltas[0])
+            apply(deltas[1])
+            assert not same_weights(adapter, before)
+            raise RuntimeError("half-way")
+    assert same_weights(adapter, before) and not any(d.is_applied for d in deltas)

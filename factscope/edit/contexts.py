@@ -20,7 +20,7 @@ from pathlib import Path
 from factscope.edit.generate import sample_token_ids
 from factscope.io_utils import quarantine, read_json_cache, write_json_cache
 from factscope.models.adapter import ModelAdapter
-from factscope.models.loading import cache_dir
+from factscope.paths import cache_dir
 
 BARE = "{}"
 

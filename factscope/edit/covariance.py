@@ -46,7 +46,7 @@ from factscope.hooks import Site, SiteTrace
 from factscope.models.adapter import ModelAdapter
 from factscope.models.batch import pad_batch, pad_id
 from factscope.models.forward import forward_inputs
-from factscope.models.loading import cache_dir
+from factscope.paths import cache_dir
 from factscope.parallel.filelock import waiting_lock
 from factscope.parallel.ranks import Ranks
 

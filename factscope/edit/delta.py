@@ -23,7 +23,7 @@ import contextlib
 import json
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,26 @@ class DeltaEntry:
     @property
     def key(self) -> str:
         return f"{self.site_kind}.{self.layer}"
+
+
+@contextlib.contextmanager
+def applied_in_turn(adapter: ModelAdapter) -> Iterator[Callable[["WeightDelta"], None]]:
+    """``with applied_in_turn(adapter) as apply: apply(d1); apply(d2)`` — every applied delta reverted, last first, on exit.
+
+    The one place for "apply edits one after another, always restore the model"
+    (sequential evaluation, MEMIT's layer loop, several requests edited in turn).
+    """
+    applied: list[WeightDelta] = []
+
+    def apply(delta: "WeightDelta") -> None:
+        delta.apply(adapter)
+        applied.append(delta)
+
+    try:
+        yield apply
+    finally:
+        for delta in reversed(applied):
+            delta.revert(adapter)
 
 
 @dataclass

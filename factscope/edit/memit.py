@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from factscope.edit.contexts import context_templates
 from factscope.edit.corpus import corpus_from
 from factscope.edit.covariance import key_second_moments
-from factscope.edit.delta import DeltaEntry, WeightDelta
+from factscope.edit.delta import DeltaEntry, WeightDelta, applied_in_turn
 from factscope.edit.contract import EditJob, EditorSpec
 from factscope.edit.hparams import ContextPrefixes, Covariance, HyperParamError, LayerRange, ValueOptimisation, hp
 from factscope.edit.keys import site_at_lookup
@@ -158,8 +158,7 @@ def spread_updates(
     top = max(layers)
     weight_of = {"resid": "mlp_key", "mlp": "mlp_key", "attn": "attn_key"}
     entries: list[DeltaEntry] = []
-    applied: list[WeightDelta] = []
-    try:
+    with applied_in_turn(adapter) as apply:
         for i, layer in enumerate(tqdm(layers, desc="layers", disable=not progress, leave=False)):
             key_sites = {weight_of[k]: Site(weight_of[k], layer) for k in targets}
             keys = site_at_lookup(adapter, requests, list(key_sites.values()), lookup="subject_last", contexts=contexts)
@@ -181,13 +180,8 @@ def spread_updates(
                 U, V = least_squares_update(residual.T, K.T, covariances[(wkind, layer)], lam)
                 dtype = adapter.weight(wkind, layer).parameter.dtype
                 step_entries.append(_entry(wkind, layer, U, V, dtype))
-            step = WeightDelta(step_entries)
-            step.apply(adapter)
-            applied.append(step)
+            apply(WeightDelta(step_entries))
             entries.extend(step_entries)
-    finally:
-        for step in reversed(applied):
-            step.revert(adapter)
     return entries
 
 

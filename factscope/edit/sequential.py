@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from factscope.edit.delta import WeightDelta
+from factscope.edit.delta import WeightDelta, applied_in_turn
 from factscope.edit.request import EditRequest
 from factscope.models.adapter import ModelAdapter
 
@@ -24,16 +24,12 @@ def sequential_deltas(
 ) -> list[WeightDelta]:
     """One delta per request, each computed after the previous ones were applied."""
     done: list[WeightDelta] = []
-    try:
+    with applied_in_turn(adapter) as apply:
         for index, request in enumerate(requests):
             delta = edit_one(request)
-            if index < len(requests) - 1:
-                delta.apply(adapter)
+            if index < len(requests) - 1:  # the last one is not needed on the model
+                apply(delta)
             done.append(delta)
-    finally:
-        for delta in reversed(done):
-            if delta.is_applied:
-                delta.revert(adapter)
     return done
 
 

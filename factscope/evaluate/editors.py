@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from factscope.edit.api import edit, edit_each
 from factscope.edit.contract import HParamsSource
-from factscope.edit.delta import WeightDelta
+from factscope.edit.delta import WeightDelta, applied_in_turn
 from factscope.edit.hparams import EditHyperParams
 from factscope.edit.registry import UnknownEditorError, editor_names, get_editor
 from factscope.edit.request import EditRequest
@@ -122,15 +122,12 @@ def one_at_a_time(editor: EditorFn) -> EditorFn:
 
     def run(adapter: ModelAdapter, requests: list[EditRequest]) -> WeightDelta | None:
         applied: list[WeightDelta] = []
-        try:
+        with applied_in_turn(adapter) as apply:
             for request in requests:
                 delta = editor(adapter, [request])
                 if delta is not None:
-                    delta.apply(adapter)
+                    apply(delta)
                     applied.append(delta)
-        finally:
-            for delta in reversed(applied):
-                delta.revert(adapter)
         if not applied:
             return None
         return WeightDelta.concatenate(applied) if len(applied) > 1 else applied[0]

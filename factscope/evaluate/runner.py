@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from factscope.datasets.records import Case, EditCase, ZsreCase
 from factscope.datasets.relations import RELATIONS
 from factscope.datasets.supplements import relation_requests
-from factscope.edit.delta import DeltaError, WeightDelta
+from factscope.edit.delta import DeltaError, WeightDelta, applied_in_turn
 from factscope.edit.probe import side_effect_summary
 from factscope.edit.request import EditRequest
 from factscope.edit.value_store import checkpoint_values
@@ -349,22 +349,17 @@ def _run_batch(adapter, cases, editor, perspective, pending: set, ev: _Evaluator
 def _run_sequential(adapter, cases, editor, perspective, pending, ev: _Evaluator, folder: Path) -> None:  # type: ignore[no-untyped-def]
     deltas = folder / "deltas" / perspective
     deltas.mkdir(parents=True, exist_ok=True)
-    applied: list[WeightDelta] = []
     info: dict[int, tuple[float, str | None]] = {}
-    try:
+    with applied_in_turn(adapter) as apply:
         for i, case in enumerate(tqdm(cases, desc="sequential edits", leave=False, disable=ev.bar.disable)):
             path = deltas / f"edit-{i:06d}.safetensors"
             delta, seconds, error = _saved_delta(path, lambda: _edit(editor, adapter, requests_for(case, perspective, ev.config.relation_requests)))
             info[i] = (seconds, error)
             if delta is not None:
-                delta.apply(adapter)
-                applied.append(delta)
+                apply(delta)
         for i in pending:
             seconds, error = info[i]
             ev.record(perspective, i, cases[i], edit_seconds=seconds, error=error)
-    finally:
-        for delta in reversed(applied):
-            delta.revert(adapter)
 
 
 def load_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

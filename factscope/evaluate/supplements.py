@@ -51,7 +51,8 @@ from factscope.datasets.supplements import (
 )
 from factscope.evaluate.generation import GenerationConfig, generate_texts
 from factscope.evaluate.targets import greedy_object, reference_o2, score_targets
-from factscope.evaluate.text_metrics import corpus_paragraphs, corpus_passages_mentioning, default_corpus_path
+from factscope.evaluate.text_metrics import corpus_paragraphs, corpus_passages_mentioning
+from factscope.paths import default_corpus_path
 from factscope.io_utils import quarantine, read_json_cache, write_json_cache
 from factscope.models.adapter import ModelAdapter
 
@@ -141,7 +142,7 @@ class SupplementStore:
         cache_root: Path | None = None,
         progress: bool = True,
     ) -> None:
-        from factscope.models.loading import cache_dir
+        from factscope.paths import cache_dir
 
         self.adapter = adapter
         self.config = config

@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from factscope.io_utils import quarantine, read_json_cache, write_json_cache
+from factscope.paths import default_corpus_path
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -106,17 +106,9 @@ def corpus_paragraphs(path: str | Path, min_words: int = 20) -> list[str]:
     return paragraphs
 
 
-def default_corpus_path() -> Path:
-    """``$FACTSCOPE_CORPUS`` or ``../shared/data/corpus/enwiki_sample.jsonl`` next to the project."""
-    env = os.environ.get("FACTSCOPE_CORPUS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "corpus" / "enwiki_sample.jsonl"
-
-
 def load_idf(corpus: str | Path | None = None) -> Idf:
     """IDF fitted on the corpus paragraphs, cached as JSON under ``cache_dir()/idf``."""
-    from factscope.models.loading import cache_dir
+    from factscope.paths import cache_dir
 
     path = Path(corpus) if corpus else default_corpus_path()
     if not path.is_file():

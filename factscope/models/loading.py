@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import save_file
 
+from factscope.paths import cache_dir  # noqa: F401  (re-exported: factscope.models.cache_dir)
 from factscope.io_utils import locked_temp_dir, read_json_cache, remove_stale_temp_dirs, write_json_cache
 from factscope.models.adapter import FINGERPRINT_VERSION, ModelAdapter, parameters_sha256, tokenizer_identity
 from factscope.models.architectures import ArchitectureSpec
@@ -47,15 +47,6 @@ _FINGERPRINT_NOTE = "fingerprint-v{}.txt"
 
 class ModelLoadError(RuntimeError):
     """A model could not be found or loaded; the message says what to do."""
-
-
-def cache_dir() -> Path:
-    """factscope's cache folder: ``$FACTSCOPE_CACHE`` or ``$XDG_CACHE_HOME/factscope``."""
-    env = os.environ.get("FACTSCOPE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "factscope"
 
 
 @dataclass
