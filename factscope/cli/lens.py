@@ -170,7 +170,7 @@ def dynamics(
 ) -> None:
     """PMET Figure 2: cosine and top-k Jaccard of h^{l-1} vs a^l and vs m^l at the last token."""
     from factscope.datasets import load_knowns
-    from factscope.localize.dynamics import component_dynamics, mean_abs_change, stabilisation_layer
+    from factscope.localize.dynamics import component_dynamics, dynamics_summary
     from factscope.reports.lens_plots import plot_dynamics
 
     check_input_file(data, "--data")
@@ -184,29 +184,9 @@ def dynamics(
     except _user_errors() as err:
         fail(str(err))
         return
-    stable = {metric: stabilisation_layer(getattr(result, metric)["mlp"]) for metric in ("cos", "jaccard")}
-    ffn_stable = max(stable.values())
-    movement = {
-        metric: {comp: mean_abs_change(getattr(result, metric)[comp], ffn_stable, adapter.n_layers - 1)
-                 for comp in ("attn", "mlp")}
-        for metric in ("cos", "jaccard")
-    }
-    half = adapter.n_layers // 2
-    by_half = {
-        metric: {comp: {"first_half": mean_abs_change(getattr(result, metric)[comp], 0, half + 1),
-                        "second_half": mean_abs_change(getattr(result, metric)[comp], half, adapter.n_layers - 1)}
-                 for comp in ("attn", "mlp")}
-        for metric in ("cos", "jaccard")
-    }
-    summary = {
-        "model": adapter.name, "data": str(data), "n": result.n, "k": k, "raw": raw,
-        "ffn_stable_layer": {**stable, "both": ffn_stable},
-        "mean_abs_change_after_ffn_stable": movement,
-        "mean_abs_change_by_half": by_half,
-        "rule": "stable layer: first layer after which |c(l)-c(l-1)| <= 0.1 x range of the FFN curve "
-                "(last layer left out); movement: mean |c(l)-c(l-1)| from that layer to the second-to-last; "
-                "halves: layers 1..L/2 and L/2+1..L-2",
-    }
+    numbers = dynamics_summary(result, adapter.n_layers)
+    ffn_stable = numbers["ffn_stable_layer"]["both"]
+    summary = {"model": adapter.name, "data": str(data), "n": result.n, "k": k, "raw": raw, **numbers}
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "dynamics.json", {**result.to_dict(), "summary": summary})
     plot = plot_dynamics(result, out / "dynamics.png", stable_layer=ffn_stable)

@@ -147,3 +147,32 @@ def mean_abs_change(curve: Sequence[float], start: int, end: int | None = None) 
     values = [float(v) for v in curve][: end if end is not None else None]
     diffs = [abs(values[i] - values[i - 1]) for i in range(max(start, 0) + 1, len(values))]
     return sum(diffs) / len(diffs) if diffs else 0.0
+
+
+DYNAMICS_RULE = ("stable layer: first layer after which |c(l)-c(l-1)| <= 0.1 x range of the FFN curve (last layer left "
+                 "out), the later of cosine and Jaccard; movement: mean |c(l)-c(l-1)| from that layer to the "
+                 "second-to-last; halves: layers 1..L/2 and L/2+1..L-2")
+
+
+def dynamics_summary(result: Any, n_layers: int) -> dict[str, Any]:
+    """PMET Figure 2's numbers under one rule (:data:`DYNAMICS_RULE`), for the CLI and the reproduction alike.
+
+    Usage: ``dynamics_summary(component_dynamics(adapter, prompts), adapter.n_layers)["ffn_stable_layer"]["both"]``.
+    """
+    stable = {metric: stabilisation_layer(getattr(result, metric)["mlp"]) for metric in ("cos", "jaccard")}
+    ffn_stable = max(stable.values())
+    half = n_layers // 2
+    curves = {metric: getattr(result, metric) for metric in ("cos", "jaccard")}
+    return {
+        "ffn_stable_layer": {**stable, "both": ffn_stable},
+        "mean_abs_change_after_ffn_stable": {
+            metric: {comp: mean_abs_change(curves[metric][comp], ffn_stable, n_layers - 1) for comp in ("attn", "mlp")}
+            for metric in curves},
+        "mean_abs_change_by_half": {
+            metric: {comp: {"first_half": mean_abs_change(curves[metric][comp], 0, half + 1),
+                            "second_half": mean_abs_change(curves[metric][comp], half, n_layers - 1)}
+                     for comp in ("attn", "mlp")}
+            for metric in curves},
+        "rule": DYNAMICS_RULE,
+    }
+

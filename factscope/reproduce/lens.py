@@ -91,22 +91,23 @@ def rets_fig3_table2(ctx: ReproContext, folder: Path) -> ArtefactResult:
 def pmet_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
     """PMET Figure 2: cosine / top-50 Jaccard of h^{l-1} vs a^l and vs m^l at the last token."""
     from factscope.datasets import load_knowns
-    from factscope.localize.dynamics import component_dynamics, mean_abs_change, stabilisation_layer
+    from factscope.localize.dynamics import component_dynamics, dynamics_summary
     from factscope.reports.lens_plots import plot_dynamics
 
     facts = load_knowns(ctx.data.path("knowns"), n=ctx.sizes.dynamics_facts)
     dyn = component_dynamics(ctx.adapter, [f.prompt for f in facts], k=50, progress=ctx.progress)
     L = ctx.adapter.n_layers
-    stable = max(stabilisation_layer(dyn.cos["mlp"]), stabilisation_layer(dyn.jaccard["mlp"]))
+    numbers = dynamics_summary(dyn, L)  # the rule `factscope dynamics` prints
+    stable = numbers["ffn_stable_layer"]["both"]
     figure = plot_dynamics(dyn, folder / "dynamics.png", stable_layer=stable)
     (folder / "dynamics.json").write_text(json.dumps(dyn.to_dict(), indent=1))
     half = L // 2
-    moves = {f"{m}.{c}": mean_abs_change(getattr(dyn, m)[c], half) for m in ("cos", "jaccard") for c in ("attn", "mlp")}
+    moves = {f"{m}.{c}": numbers["mean_abs_change_by_half"][m][c]["second_half"] for m in ("cos", "jaccard") for c in ("attn", "mlp")}
     n = dyn.n
     claims = [
         Claim("in the second half of the layers MHSA's states keep changing more than FFN's (mean |Δ cosine| and |Δ Jaccard| larger for MHSA)",
               "after the 15th layer (of 28) FFN changes slowly while MHSA continues to change frequently",
-              f"mean |Δ| from layer {half}: cosine MHSA {moves['cos.attn']:.3f} vs FFN {moves['cos.mlp']:.3f}; "
+              f"mean |Δ| over layers {half + 1}-{L - 2}: cosine MHSA {moves['cos.attn']:.3f} vs FFN {moves['cos.mlp']:.3f}; "
               f"Jaccard MHSA {moves['jaccard.attn']:.3f} vs FFN {moves['jaccard.mlp']:.3f}",
               judge(moves["cos.attn"] > moves["cos.mlp"] and moves["jaccard.attn"] > moves["jaccard.mlp"], n, MIN_FACTS),
               "PMET measured GPT-J (28 layers, parallel attention/MLP); SmolLM2 is sequential and far smaller."),
@@ -117,4 +118,4 @@ def pmet_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
     ]
     return ArtefactResult("pmet_fig2", "PMET Figure 2 — MHSA / FFN hidden-state dynamics", paper.PMET_FIG2,
                           "See the figure; numbers in dynamics.json.", claims, [str(figure.relative_to(ctx.out))],
-                          n=f"{n} prompts (first of known_1000), k = 50", data={"stable_layer": stable, "mean_abs_change_second_half": moves})
+                          n=f"{n} prompts (first of known_1000), k = 50", data={"stable_layer": stable, "mean_abs_change_second_half": moves, "rule": numbers["rule"]})
