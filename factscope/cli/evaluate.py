@@ -23,6 +23,7 @@ from factscope.cli.editor_args import check_editor, editor_overrides, model_hpar
 from factscope.cli.options import HparamsOption, JsonOption, ModelSpec, SetOption, model_options
 from factscope.cli._ranks import ShardOption, finish, join_ranks, shard_or_exit
 from factscope.parallel.ranks import Shard
+from factscope.io_utils import atomic_write_text
 
 
 @model_options()
@@ -201,7 +202,7 @@ def summarize(
     text = render_markdown(stats, r_spec_rule)
     typer.echo(text)
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "summary.md").write_text(text)
+    atomic_write_text(dest / "summary.md", text)
     write_csv(stats, dest / "summary.csv")
     write_json(stats, dest / "summary.json")
     written = ["summary.md", "summary.csv", "summary.json"]

@@ -28,6 +28,7 @@ from factscope.cli.common import (
     set_threads,
 )
 from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
+from factscope.io_utils import atomic_write_text
 
 KOption = Annotated[int, typer.Option("--k", "-k", min=1, help="Top-k tokens per layer (RETS/PMET: 50).")]
 RawOption = Annotated[bool, typer.Option("--raw", help="Plain unembedding without the final norm (as RETS did).")]
@@ -195,7 +196,7 @@ def dynamics(
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def register(app: typer.Typer) -> None:

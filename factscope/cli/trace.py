@@ -19,6 +19,7 @@ import typer
 from factscope.cli._ranks import ShardOption, join_ranks, shard_or_exit
 from factscope.cli.common import check_input_file, check_output_dir, check_prompt_fits, fail, load_adapter, print_json, set_threads
 from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
+from factscope.io_utils import atomic_write_text
 
 KIND_CHOICES = ("state", "mlp", "attn", "all")
 
@@ -88,7 +89,7 @@ def trace(
     if len(results) > 1:
         plot_traces(results, out / "trace_all.png")
     data = {k: r.to_dict() for k, r in results.items()}
-    (out / "trace.json").write_text(json.dumps(data, indent=1))
+    atomic_write_text(out / "trace.json", json.dumps(data, indent=1))
     message = f"wrote {out / 'trace.json'} and {len(results) + (len(results) > 1)} PNG file(s) to {out}"
     if as_json:
         print_json(data)
@@ -185,8 +186,8 @@ def _write_dataset_outputs(adapter, run, out: Path, kinds: tuple[str, ...], as_j
                             corrupted=set(part["corrupted_groups"]), n_facts=part["n_facts"],
                             title=f"{adapter.name}: AIE restoring {k}, corrupt {c} ({part['n_facts']} facts)")
     summary = run.to_dict(with_records=False)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "traces.json").write_text(json.dumps(run.to_dict(with_records=True)))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "traces.json", json.dumps(run.to_dict(with_records=True)))
     wrong = sum(1 for s in run.skipped if s.get("reason") == "wrong prediction")
     message = f"skipped {wrong} wrongly predicted fact(s), {len(run.skipped) - wrong} other; wrote {out}"
     if as_json:

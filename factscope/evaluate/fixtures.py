@@ -22,6 +22,7 @@ import torch
 from factscope.datasets.supplements import case_seed
 from factscope.edit.delta import DeltaEntry, WeightDelta
 from factscope.edit.request import EditRequest
+from factscope.io_utils import atomic_write_text
 from factscope.models.adapter import ModelAdapter
 
 _FACTS = [
@@ -60,7 +61,7 @@ def tiny_counterfact_records() -> list[dict[str, Any]]:
 
 def write_json(records: Any, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(records, indent=1))
+    atomic_write_text(path, json.dumps(records, indent=1))
     return path
 
 

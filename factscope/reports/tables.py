@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from factscope.evaluate.summary import R_SPEC_RULES, RunStats, Stat
+from factscope.io_utils import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def write_json(runs: Sequence[RunStats], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     notes = {c.title: c.note for c in (*COUNTERFACT_COLUMNS, *PERSPECTIVE_COLUMNS, *RAKE_COLUMNS, *ZSRE_COLUMNS)}
-    path.write_text(json.dumps({"runs": [r.to_dict() for r in runs], "notes": notes}, indent=2, default=str))
+    atomic_write_text(path, json.dumps({"runs": [r.to_dict() for r in runs], "notes": notes}, indent=2, default=str))
     return path
 
 

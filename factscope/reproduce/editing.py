@@ -18,6 +18,7 @@ from factscope.reproduce.context import ReproContext
 from factscope.reproduce.evaluation import compare_runs, evaluate_editor, load_counterfact, n_cases, stat, summarize_first
 from factscope.reproduce.plots import pyplot, save
 from factscope.reproduce.verdicts import MIN_CASES, Claim, _fmt, compare
+from factscope.io_utils import atomic_write_text
 
 RELATION_CHECK = ("the 135M model does not produce the multi-token Wikidata relation name greedily, so Relation "
                   "Reliability stays 0 (docs/evaluation.md, seed 001 perspectives)")
@@ -99,7 +100,7 @@ def rets_table3(ctx: ReproContext, folder: Path) -> ArtefactResult:
     claims.append(compare_runs("RETS edits succeed (Efficacy far above the unedited model)",
                                "100.0 vs 21.0 (GPT2-XL); 100.0 vs 13.7 (GPT-J)", runs["RETS"], runs["Unedited"],
                                "efficacy", ">", WHY_EDIT))
-    (folder / "summary.md").write_text(_render_summary(list(runs.values())))
+    atomic_write_text(folder / "summary.md", _render_summary(list(runs.values())))
     return ArtefactResult(
         "rets_table3", "RETS Table 3 — editors × criteria on COUNTERFACT",
         paper.markdown_table(paper.RETS_TABLE3_HEADER, paper.RETS_TABLE3_ROWS), ours, claims,

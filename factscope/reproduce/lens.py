@@ -19,6 +19,7 @@ from factscope.reproduce import paper
 from factscope.reproduce.artefact import ArtefactResult
 from factscope.reproduce.context import ReproContext
 from factscope.reproduce.verdicts import MIN_FACTS, Claim, _fmt, judge
+from factscope.io_utils import atomic_write_text
 
 MIN_KNOCKOUT = 10
 WHY_LENS = ("SmolLM2-135M has 30 layers and a 49k-token vocabulary (GPT2-XL: 48 layers, 50k); a small model may "
@@ -38,7 +39,7 @@ def rets_fig3_table2(ctx: ReproContext, folder: Path) -> ArtefactResult:
     ko_n = ctx.sizes.knockout_facts
     res = run_lens_dataset(adapter, facts, sets, n=ctx.sizes.lens_facts, knockout=ko_n > 0, knockout_n=ko_n,
                            window=min(10, adapter.n_layers), seed=ctx.seed, progress=ctx.progress)
-    (folder / "lens_dataset.json").write_text(json.dumps(res.to_dict(per_fact=False), indent=1))
+    atomic_write_text(folder / "lens_dataset.json", json.dumps(res.to_dict(per_fact=False), indent=1))
     figures = [plot_attributes_rate(res, folder / "attributes_rate.png"), plot_rank_flow(res, folder / "rank_flow.png")]
     if res.knockout:
         figures.append(plot_knockout(res, folder / "knockout.png"))
@@ -100,7 +101,7 @@ def pmet_fig2(ctx: ReproContext, folder: Path) -> ArtefactResult:
     numbers = dynamics_summary(dyn, L)  # the rule `factscope dynamics` prints
     stable = numbers["ffn_stable_layer"]["both"]
     figure = plot_dynamics(dyn, folder / "dynamics.png", stable_layer=stable)
-    (folder / "dynamics.json").write_text(json.dumps(dyn.to_dict(), indent=1))
+    atomic_write_text(folder / "dynamics.json", json.dumps(dyn.to_dict(), indent=1))
     half = L // 2
     moves = {f"{m}.{c}": numbers["mean_abs_change_by_half"][m][c]["second_half"] for m in ("cos", "jaccard") for c in ("attn", "mlp")}
     n = dyn.n

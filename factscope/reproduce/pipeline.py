@@ -25,6 +25,7 @@ from factscope.reproduce.context import DataFiles, ReproContext
 from factscope.reproduce.cost import estimate, format_seconds
 from factscope.reproduce.report import write_report
 from factscope.reproduce.sizes import Sizes
+from factscope.io_utils import atomic_write_text
 
 STEPS: dict[str, StepFn] = {
     "rets_table1": tracing.rets_table1,
@@ -129,7 +130,7 @@ def reproduce(
         result, computed = run_step(ctx, name, STEPS[name])
         if computed:
             seconds[name] = time.perf_counter() - t0
-            timings_path.write_text(json.dumps(seconds, indent=1))
+            atomic_write_text(timings_path, json.dumps(seconds, indent=1))
             eta.done(name, seconds[name])
         if progress:
             print(f"[reproduce] {i}/{len(names)} {name}: {'done' if computed else 'already complete'} "
@@ -153,5 +154,5 @@ def reproduce(
         "total_seconds": time.perf_counter() - start,
         "deviations": _deviations(sizes),
     }
-    (out / "run.json").write_text(json.dumps(header, indent=1))
+    atomic_write_text(out / "run.json", json.dumps(header, indent=1))
     return write_report(out, results, header)

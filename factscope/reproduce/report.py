@@ -13,6 +13,7 @@ from typing import Any
 
 from factscope.reproduce.artefact import ArtefactResult
 from factscope.reproduce.verdicts import RULE, tally
+from factscope.io_utils import atomic_write_text
 
 REPORT_NAME = "report.md"
 
@@ -79,5 +80,5 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
 
 def write_report(out: Path, results: Sequence[ArtefactResult], header: dict[str, Any]) -> Path:
     path = out / REPORT_NAME
-    path.write_text(render_report(results, header))
+    atomic_write_text(path, render_report(results, header))
     return path
