@@ -53,6 +53,9 @@ def _editors() -> dict[str, tuple[Callable[..., WeightDelta], type[EditHyperPara
     from factscope.edit.kn import KNHyperParams, kn_edit
 
     table["kn"] = (kn_edit, KNHyperParams)
+    from factscope.edit.mend import MENDHyperParams, mend_edit
+
+    table["mend"] = (mend_edit, MENDHyperParams)
     try:
         from factscope.edit.ft import FTHyperParams, ft_edit
 
