@@ -27,7 +27,7 @@ import torch
 from factscope.edit.runner import SuffixRunner
 from factscope.hooks import Site
 from factscope.models.adapter import ModelAdapter
-from factscope.scoring import check_length, continuation_ids
+from factscope.scoring import continuation_ids
 
 
 @dataclass
@@ -73,10 +73,6 @@ class TokenBatch:
         for i, row in enumerate(self.rows):
             last[row] = i
         return [last[r] for r in sorted(last)]
-
-    def check(self, adapter: ModelAdapter) -> None:
-        for seq in self.seqs:
-            check_length(adapter, len(seq) + 1, adapter.tokenizer.decode(seq))
 
 
 def scored_logits(adapter: ModelAdapter, hidden: torch.Tensor, batch: TokenBatch, row_offset: int = 0) -> torch.Tensor:

@@ -62,6 +62,15 @@ class MENDHyperParams(EditHyperParams):
     train_data: str = hp("", "The training file the editor must come from (default: the most recently trained one).")
     train_if_missing: bool = hp(False, "Train an editor on train_data first when none is cached.")
 
+    @classmethod
+    def for_model(cls, adapter: "ModelAdapter | None" = None, family: str | None = None) -> "MENDHyperParams":
+        """The family defaults, with layers counted from the end turned into indices of ``adapter``."""
+        result = super().for_model(adapter, family)
+        if adapter is not None and any(isinstance(x, int) and x < 0 for x in result.layers):
+            result = result.override(layers=[adapter.n_layers + x if isinstance(x, int) and x < 0 else x
+                                             for x in result.layers])
+        return result
+
     def validate(self) -> None:
         super().validate()
         if not isinstance(self.layers, (list, tuple)) or not self.layers:
