@@ -213,6 +213,21 @@ def test_edit_leaves_the_model_untouched_and_the_delta_reverts_bit_exactly(train
     assert all(torch.equal(v, before[k]) for k, v in adapter.model.state_dict().items())
 
 
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_trains_and_edits_every_architecture(arch: str, examples) -> None:
+    adapter = tiny_adapter(arch)
+    hp_ = _hp(adapter, steps=2, val_size=1)
+    result = train_mend(adapter, examples[:3], hp_)
+    assert len(result.losses) == 2 and all(l["loss"] == l["loss"] for l in result.losses)  # finite, not NaN
+    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    delta = mend_edit(adapter, example_requests(1), hp_)
+    assert [e.layer for e in delta.entries] == [1, 2, 3]
+    delta.apply(adapter)
+    assert any(not torch.equal(v, before[k]) for k, v in adapter.model.state_dict().items())
+    delta.revert(adapter)
+    assert all(torch.equal(v, before[k]) for k, v in adapter.model.state_dict().items())
+
+
 def test_editor_file_and_train_data_select_the_editor(trained, tmp_path) -> None:
     adapter, hp_, result = trained
     by_file = mend_edit(adapter, example_requests(1), hp_.override(editor_file=str(result.editor_path), rank=16))
@@ -225,7 +240,7 @@ def test_editor_file_and_train_data_select_the_editor(trained, tmp_path) -> None
 
 def test_not_trained_message_says_how_to_train_and_how_long(examples) -> None:
     adapter = _sharpened()
-    with pytest.raises(MENDNotTrainedError, match=r"factscope train-mend --data .* --steps 300.*about \d+ min.*s/step"):
+    with pytest.raises(MENDNotTrainedError, match=r"factscope train-mend --data .* --steps 300.*about [\d.]+ (s|min|h) here.*s/step"):
         mend_edit(adapter, example_requests(1))
 
 

@@ -75,6 +75,12 @@ def estimate_seconds_per_step(adapter: ModelAdapter, hp_: MENDHyperParams) -> tu
     return time.perf_counter() - began, "timed on one example step now"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _not_trained(adapter: ModelAdapter, hp_: MENDHyperParams) -> MENDNotTrainedError:
     seconds, how = estimate_seconds_per_step(adapter, hp_)
     eta = seconds * hp_.steps
@@ -84,7 +90,7 @@ def _not_trained(adapter: ModelAdapter, hp_: MENDHyperParams) -> MENDNotTrainedE
         f"No trained MEND editor for {adapter.name} (layers {list(editor_key(adapter, hp_, None).layers)}, these "
         f"hyperparameters{', training file ' + hp_.train_data if hp_.train_data else ''}) in {mend_root()}. "
         f"Train one: `factscope train-mend --data {data}{model} --steps {hp_.steps}` "
-        f"(about {eta / 60:.0f} min here: {seconds:.2f} s/step, {how}), "
+        f"(about {_duration(eta)} here: {seconds:.2f} s/step, {how}), "
         "or pass train_if_missing=true with train_data=<file> to train before editing."
     )
 

@@ -22,6 +22,7 @@ of the step). Validation edits each held-out example alone on the unedited model
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -229,8 +230,6 @@ def _examples(data: str | Path | Sequence[MENDExample], adapter: ModelAdapter, n
         return examples, digest if n is None else f"{digest}:first{n}"
     examples = list(data)[:n] if n is not None else list(data)
     payload = json.dumps([[e.request.to_dict(), e.equivalents, e.unrelated] for e in examples], sort_keys=True, default=str)
-    import hashlib
-
     return examples, hashlib.sha256(payload.encode()).hexdigest()
 
 
