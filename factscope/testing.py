@@ -171,6 +171,13 @@ FAST_HPARAMS: dict[str, Any] = {
     "ft_steps": 4,
     "ig_steps": 4,
     "n_constraint_records": 20,
+    # MEND: train a tiny editor on the shipped example facts the first time one is needed
+    "rank": 8,
+    "steps": 2,
+    "val_size": 1,
+    "val_every": 0,
+    "train_if_missing": True,
+    "train_data": str(Path(__file__).parent / "data" / "example_facts.json"),
 }
 
 

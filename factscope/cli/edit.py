@@ -122,7 +122,7 @@ def edit_cmd(
         typer.echo(f"delta saved to {save}")
 
 
-def edit_params(editor: Annotated[str, typer.Argument(help="A registered editor: rome | rets | memit | pmet | ft | kn")] = "rome",
+def edit_params(editor: Annotated[str, typer.Argument(help="A registered editor: rome | rets | memit | pmet | ft | kn | mend")] = "rome",
                 as_json: JsonOption = False, model: ModelOption = None) -> None:
     """List an editor's hyperparameters with defaults (for the bundled model unless --model) and help."""
     spec = check_editor(editor, "EDITOR")

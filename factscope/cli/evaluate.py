@@ -28,7 +28,7 @@ from factscope.io_utils import atomic_write_text
 
 @model_options()
 def evaluate(
-    editor: Annotated[str, typer.Option("--editor", "-e", help="rets | rome | memit | pmet | ft | kn | none (the unedited model) or any registered editor.")],
+    editor: Annotated[str, typer.Option("--editor", "-e", help="rets | rome | memit | pmet | ft | kn | mend | none (the unedited model) or any registered editor.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (manifest.json + results.jsonl); rerun to resume.")],
     data: Annotated[Optional[Path], typer.Option(help="Dataset file; default: the bundled example facts.")] = None,
     format: Annotated[str, typer.Option("--format", help="auto | counterfact | flat | zsre | examples.")] = "auto",

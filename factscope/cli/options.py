@@ -34,7 +34,7 @@ DeviceMapOption = Annotated[Optional[str], typer.Option("--device-map", help="Pa
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (1 helps on a busy machine).")]
-EditorOption = Annotated[str, typer.Option("--editor", "-e", help="A registered editor: rome | rets | memit | pmet | ft | kn "
+EditorOption = Annotated[str, typer.Option("--editor", "-e", help="A registered editor: rome | rets | memit | pmet | ft | kn | mend "
                                                                   "(`factscope edit-params EDITOR` lists its hyperparameters).")]
 HparamsOption = Annotated[Optional[Path], typer.Option("--hparams", help="YAML/JSON file of editor hyperparameters.")]
 SetOption = Annotated[list[str], typer.Option("--set", help="Override an editor hyperparameter, key=value (repeatable); "

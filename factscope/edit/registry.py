@@ -3,7 +3,7 @@
 Usage::
 
     from factscope.edit.registry import EDITORS, editor_names, get_editor
-    editor_names()                        # ['ft', 'kn', 'memit', 'pmet', 'rets', 'rome']
+    editor_names()                        # ['ft', 'kn', 'mend', 'memit', 'pmet', 'rets', 'rome']
     get_editor("memit").hparams_class     # MEMITHyperParams
     get_editor("memit").hparams_class.takes_layer_range()   # True
 
@@ -33,7 +33,7 @@ import importlib
 from factscope.edit.contract import Editor
 
 # One entry per editor module of factscope/edit/; each module's EDITOR is registered.
-_MODULES = ("rome", "rets", "memit", "pmet", "ft", "kn")
+_MODULES = ("rome", "rets", "memit", "pmet", "ft", "kn", "mend")
 
 EDITORS: dict[str, Editor] = {}
 for _name in _MODULES:
