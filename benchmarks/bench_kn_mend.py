@@ -1,10 +1,10 @@
-"""MEND's cost on the bundled model: one edit against one FT-L edit, and one training step, in one run.
+"""KN's and MEND's cost on the bundled model: one edit of each against one FT-L edit, and one MEND training step, in one run.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_mend.py               # 5 timed repetitions of each
-    python benchmarks/bench_mend.py --reps 10 --threads 2
-    python benchmarks/bench_mend.py --device cuda
+    OMP_NUM_THREADS=1 python benchmarks/bench_kn_mend.py            # 5 timed repetitions (KN: 1)
+    python benchmarks/bench_kn_mend.py --reps 10 --kn-reps 2 --threads 2
+    python benchmarks/bench_kn_mend.py --device cuda
 
 Prints seconds per MEND edit (gradient factors + network + low-rank delta), per FT-L
 edit (its default Adam steps on one MLP weight), per MEND training step (batch of one
@@ -12,7 +12,10 @@ edit from ../shared/data/counterfact/counterfact-train.json: factor pass, edited
 over paraphrases and unrelated prompts, backward into the network), and the ratios
 FT-L / MEND edit and training step / MEND edit. A MEND edit runs with the trained
 editor of the cache when there is one, else with an untrained network of the default
-settings (same cost: the network's weights do not change the work).
+settings (same cost: the network's weights do not change the work). A KN edit (its
+defaults: integrated gradients over every layer for the prompt and 4 context-prefixed
+variants, then the value-vector change) is timed ``--kn-reps`` times after one
+untimed call that generates and caches the context prefixes.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def _time(fn, reps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--kn-reps", type=int, default=1, help="KN edits timed (each takes minutes on a CPU).")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
@@ -70,7 +74,9 @@ def main() -> None:
     optimizer = _optimizer(trainee, hp_)
     batches = iter(examples * 1000)
     step = _time(lambda: train_step(adapter, trainee, optimizer, [next(batches)], hp_), args.reps)
+    kn = _time(lambda: edit(adapter, [next(requests)], editor="kn", probe="off"), args.kn_reps)
     print(f"MEND edit      {mend:7.3f} s")
+    print(f"KN edit        {kn:7.3f} s   ({kn / mend:.1f}x a MEND edit, {kn / ft:.1f}x an FT-L edit)")
     print(f"FT-L edit      {ft:7.3f} s   ({ft / mend:.1f}x a MEND edit)")
     print(f"MEND train step {step:6.3f} s   ({step / mend:.1f}x a MEND edit; {hp_.steps} steps = {step * hp_.steps / 60:.1f} min)")
 
