@@ -90,3 +90,19 @@ def test_no_import_cycle_between_modules():
     inits = {name for name, path in modules.items() if path.name == "__init__.py"}
     graph = {m: {t for t in ts if t not in inits} for m, ts in _imports(modules).items() if m not in inits}
     assert _cycles(graph) == []
+
+
+def test_no_import_of_another_packages_private_module():
+    """A private module (``_name``) is imported only from inside its own package; others use the package's names."""
+    modules = _modules()
+    offenders = []
+    for source, targets in _imports(modules).items():
+        for target in targets:
+            parts = target.split(".")
+            private = [i for i, part in enumerate(parts) if part.startswith("_") and part != "__init__"]
+            if not private:
+                continue
+            owner = ".".join(parts[: private[0]])
+            if source != owner and not source.startswith(owner + "."):
+                offenders.append(f"{source} -> {target}")
+    assert offenders == []

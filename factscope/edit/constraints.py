@@ -49,8 +49,7 @@ from pathlib import Path
 
 import torch
 
-from factscope.datasets._io import read_json_list
-from factscope.datasets.errors import DatasetFormatError
+from factscope.datasets import DatasetFormatError, read_json_list
 from factscope.edit.keys import PromptRow, read_at_rows, site_at_lookup
 from factscope.edit.request import EditRequest
 from factscope.hooks import Site
