@@ -130,6 +130,15 @@ _EXAMPLE_FACTS = [
 ]
 
 
+def sharpened_tiny_adapter(arch: str = "llama", factor: float = 30.0) -> ModelAdapter:
+    """A tiny model whose MLPs matter: every down-projection scaled by ``factor`` (random tiny MLPs barely move the logits)."""
+    adapter = tiny_adapter(arch)
+    with torch.no_grad():
+        for layer in range(adapter.n_layers):
+            adapter.mlp_down_weight(layer).parameter.mul_(factor)
+    return adapter
+
+
 def example_requests(n: int = 3, *, with_true: bool = True) -> list[Any]:
     """The first ``n`` (≤ 4) edit requests about facts of the tiny tokenizer's training text."""
     from factscope.edit.request import EditRequest

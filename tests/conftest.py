@@ -36,3 +36,15 @@ def bundled():
     from factscope.models import load_model
 
     return load_model().adapter
+
+
+@pytest.fixture
+def saved_tiny_run_inputs(tmp_path):
+    """A tiny Llama saved as a model folder and a tiny COUNTERFACT file: ``(model_dir, data_file)``."""
+    from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
+    from factscope.testing import tiny_model
+
+    model, tokenizer = tiny_model("llama")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    return tmp_path / "model", write_json(tiny_counterfact_records(), tmp_path / "cf.json")

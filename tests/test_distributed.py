@@ -19,20 +19,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
 from factscope.evaluate.runlog import read_results
-from factscope.testing import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ROME = ["--editor", "rome", "--set", "v_steps=3", "--set", "mom2_n_tokens=64", "--set", "context_lengths=[[3,2]]"]
 
 
 @pytest.fixture
-def setup(tmp_path):
-    model, tokenizer = tiny_model("llama")
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    return tmp_path / "model", write_json(tiny_counterfact_records(), tmp_path / "cf.json")
+def setup(saved_tiny_run_inputs):
+    return saved_tiny_run_inputs
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

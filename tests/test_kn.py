@@ -8,22 +8,13 @@ import torch
 from factscope.edit import EditRequest, edit
 from factscope.edit.kn import KNHyperParams, coarse_neurons, integrated_gradients, select_neurons
 from factscope.hooks import Site, SiteTrace
-from factscope.testing import assert_edit_contract, same_weights, tiny_adapter, weights_snapshot
+from factscope.testing import assert_edit_contract, same_weights, sharpened_tiny_adapter, tiny_adapter, weights_snapshot
 
 REQ = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French")
 FAST = dict(ig_steps=4, context_lengths=[[3, 2]], adaptive_threshold=0.3)
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
-
-
-def _sharpened(arch: str = "llama"):
-    """A tiny model whose MLPs matter (random tiny MLP outputs barely move the logits)."""
-    adapter = tiny_adapter(arch)
-    with torch.no_grad():
-        for layer in range(adapter.n_layers):
-            adapter.mlp_down_weight(layer).parameter.mul_(30)
-    return adapter
 
 
 def _prob(adapter, ids, token, layer=None, scale=1.0) -> float:
@@ -39,7 +30,7 @@ def _prob(adapter, ids, token, layer=None, scale=1.0) -> float:
 
 
 def test_attributions_sum_to_the_probability_change_within_the_riemann_error() -> None:
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     text = "Paris is the capital of"
     ids = adapter.tokenizer(text)["input_ids"]
     with torch.no_grad():
@@ -58,7 +49,7 @@ def test_attributions_sum_to_the_probability_change_within_the_riemann_error() -
 
 
 def test_all_layers_in_one_batch_equal_one_layer_at_a_time() -> None:
-    adapter = _sharpened("gpt2")
+    adapter = sharpened_tiny_adapter("gpt2")
     together = integrated_gradients(adapter, "The mother tongue of Danielle Darrieux is", 7, steps=5)
     apart = integrated_gradients(adapter, "The mother tongue of Danielle Darrieux is", 7, steps=5, layers_per_batch=1)
     assert torch.allclose(together, apart, atol=1e-7, rtol=1e-5)
@@ -77,7 +68,7 @@ def test_selection_thresholds_share_and_cap() -> None:
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_kn_delta_changes_only_the_selected_neurons_value_vectors(arch: str) -> None:
-    adapter = _sharpened(arch)
+    adapter = sharpened_tiny_adapter(arch)
     before = weights_snapshot(adapter)
     delta = assert_edit_contract(adapter, lambda: edit(adapter, [REQ], editor="kn", probe="off",
                                                        hparams=KNHyperParams.for_model(adapter).override(**FAST)))

@@ -19,7 +19,7 @@ from factscope.edit.mend.data import DataOrder, example_from_case
 from factscope.edit.mend.factors import TokenBatch, target_nll
 from factscope.edit.mend.store import STATE_FILE, build_network, editor_key
 from factscope.edit.mend.training import _scores
-from factscope.testing import TINY_ARCHITECTURES, example_requests, tiny_adapter
+from factscope.testing import TINY_ARCHITECTURES, example_requests, sharpened_tiny_adapter, tiny_adapter
 
 FAST = dict(rank=8, n_blocks=2, lr=3e-3, alpha_lr=0.05, edit_lr=1.0, val_size=2, val_every=0, max_loc=2)
 
@@ -32,15 +32,6 @@ def _cache(isolated_cache):
 @pytest.fixture(scope="module")
 def examples():
     return [example_from_case(c) for c in load_example_facts(n=8)]
-
-
-def _sharpened(arch: str = "llama"):
-    """A tiny model whose MLPs matter (random tiny MLP outputs barely move the logits)."""
-    adapter = tiny_adapter(arch)
-    with torch.no_grad():
-        for layer in range(adapter.n_layers):
-            adapter.mlp_down_weight(layer).parameter.mul_(30)
-    return adapter
 
 
 def _hp(adapter, **extra):
@@ -123,7 +114,7 @@ def test_untrained_editor_is_one_gradient_step(arch: str) -> None:
 
 # ------------------------------------------------------------------ training
 def test_training_lowers_the_loss(examples) -> None:
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     # The tiny random model's gradients are small: big steps, and the edit loss at full weight.
     hp_ = _hp(adapter, steps=12, edit_lr=30.0, lr=1e-2, alpha_lr=0.2, c_edit=1.0)
     train = examples[:3]
@@ -150,7 +141,7 @@ def _state(net: MENDNetwork) -> dict[str, torch.Tensor]:
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_state(examples, tmp_path, monkeypatch) -> None:
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     hp_ = _hp(adapter, steps=6, checkpoint_every=2, batch_size=2)
     monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "straight"))
     straight = train_mend(adapter, examples, hp_)
@@ -185,7 +176,7 @@ def test_data_order_is_a_function_of_the_step() -> None:
 # ------------------------------------------------------------------ the editor
 @pytest.fixture
 def trained(examples):
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     hp_ = _hp(adapter, steps=3)
     result = train_mend(adapter, examples, hp_)
     return adapter, hp_, result
@@ -239,13 +230,13 @@ def test_editor_file_and_train_data_select_the_editor(trained, tmp_path) -> None
 
 
 def test_not_trained_message_says_how_to_train_and_how_long(examples) -> None:
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     with pytest.raises(MENDNotTrainedError, match=r"factscope train-mend --data .* --steps 300.*about [\d.]+ (s|min|h) here.*s/step"):
         mend_edit(adapter, example_requests(1))
 
 
 def test_train_if_missing_trains_first(tmp_path) -> None:
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     data = tmp_path / "train.json"
     data.write_text(json.dumps(_flat_records(4)))
     delta = mend_edit(adapter, example_requests(1), _hp(adapter, steps=2, val_size=1), train_if_missing=True,
@@ -297,7 +288,7 @@ def test_bad_training_files_are_refused_naming_the_file(tmp_path) -> None:
 
 
 def test_a_damaged_checkpoint_is_refused(examples) -> None:
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     hp_ = _hp(adapter, steps=2, checkpoint_every=1)
     result = train_mend(adapter, examples, hp_)
     state = result.folder / STATE_FILE
@@ -321,7 +312,7 @@ def test_cli_bad_inputs_exit_2_with_one_error_line(tmp_path) -> None:
 def test_cli_trains_resumes_and_edits(tmp_path) -> None:
     """train-mend on a saved tiny model, then `edit --editor mend` with the trained editor."""
     model_dir = tmp_path / "tiny"
-    adapter = _sharpened()
+    adapter = sharpened_tiny_adapter()
     adapter.model.save_pretrained(model_dir)
     adapter.tokenizer.save_pretrained(model_dir)
     data = tmp_path / "train.json"

@@ -9,11 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 from factscope.cli import app
-from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
 from factscope.evaluate.parts import all_records, merge_parts, part_folder
 from factscope.evaluate.runlog import read_results
 from factscope.parallel.ranks import Shard, ShardError, gpu_block, parse_shard, resolve_shard, shard_indices
-from factscope.testing import tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -28,11 +26,8 @@ def _one_thread(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def setup(tmp_path):
-    model, tokenizer = tiny_model("llama")
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    return tmp_path / "model", write_json(tiny_counterfact_records(), tmp_path / "cf.json")
+def setup(saved_tiny_run_inputs):
+    return saved_tiny_run_inputs
 
 
 ROME = ["--editor", "rome", "--set", "v_steps=3", "--set", "mom2_n_tokens=64", "--set", "context_lengths=[[3,2]]"]

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from factscope.cli.editor_args import parse_set_items
 from factscope.cli.common import (
     ModelSpec,
     check_hparams_file,
@@ -26,16 +27,6 @@ from factscope.cli.common import (
     print_json,
     set_threads,
 )
-
-
-def _parse_sets(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--set expects key=value, got {item!r}.")
-        out[key.strip()] = value.strip()
-    return out
 
 
 @model_options()
@@ -58,7 +49,7 @@ def train_mend_cmd(
     check_input_file(data, "--data")
     check_input_file(val_data, "--val-data")
     check_hparams_file(hparams)
-    overrides: dict[str, object] = dict(_parse_sets(sets))
+    overrides: dict[str, object] = dict(parse_set_items(sets))
     if steps is not None:
         overrides["steps"] = steps
     set_threads(threads)
