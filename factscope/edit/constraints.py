@@ -41,7 +41,6 @@ subject's type.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -72,17 +71,9 @@ BUILTIN_SUBJECTS = (
 
 
 def _example_subjects() -> list[str]:
-    try:
-        text = resources.files("factscope").joinpath("data/example_facts.json").read_text(encoding="utf-8")
-        records = json.loads(text)
-    except (FileNotFoundError, OSError, json.JSONDecodeError, ModuleNotFoundError):
-        return []
-    found = []
-    for record in records if isinstance(records, list) else []:
-        subject = _fact(record).get("subject") if isinstance(record, dict) else None
-        if isinstance(subject, str) and subject.strip():
-            found.append(subject.strip())
-    return found
+    from factscope.datasets import load_example_facts
+
+    return [case.subject.strip() for case in load_example_facts() if case.subject.strip()]
 
 
 def default_subject_pool() -> list[str]:
@@ -225,8 +216,8 @@ def default_constraint_records() -> list[ConstraintRecord]:
     """The shipped pool: the example facts' rewrite prompts, then ``data/rets_constraint_prompts.json``."""
     found: list[ConstraintRecord] = []
     for name in ("example_facts.json", "rets_constraint_prompts.json"):
-        text = resources.files("factscope").joinpath(f"data/{name}").read_text(encoding="utf-8")
-        found += _records_of(json.loads(text), f"factscope/data/{name}")
+        path = Path(str(resources.files("factscope") / "data" / name))
+        found += _records_of(read_json_list(path), f"factscope/data/{name}")
     return list(dict.fromkeys(found))
 
 
