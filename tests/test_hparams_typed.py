@@ -31,7 +31,7 @@ def test_every_editor_combines_the_groups_it_uses() -> None:
         assert issubclass(cls, (ValueOptimisation,)) and issubclass(cls, Covariance) and issubclass(cls, ContextPrefixes)
     assert MEMITHyperParams.takes_layer_range() and PMETHyperParams.takes_layer_range()
     assert not any(c.takes_layer_range() for c in (ROMEHyperParams, RETSHyperParams, FTHyperParams))
-    assert set(EDITORS) == set(editor_names()) == {"rome", "rets", "memit", "pmet", "ft", "kn"}
+    assert set(EDITORS) == set(editor_names()) == {"rome", "rets", "memit", "pmet", "ft", "kn", "mend"}
     for name in editor_names():
         assert type(hparams_for(name)) is get_editor(name).hparams_class
 
