@@ -19,17 +19,20 @@ bad key or value exits with code 2 and one ``error:`` line naming the valid fiel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factscope.cli.common import check_hparams_file, check_layer_index, fail
-from factscope.edit.contract import Editor
-from factscope.edit.hparams import EditHyperParams, HyperParamError, read_hparams_file, resolve_layer
-from factscope.edit.registry import UnknownEditorError, editor_names, get_editor
 from factscope.models.adapter import ModelAdapter
+
+if TYPE_CHECKING:  # the editors load when a command needs one, not on every `factscope` start-up
+    from factscope.edit.contract import Editor
+    from factscope.edit.hparams import EditHyperParams
 
 
 def check_editor(name: str, option: str = "--editor", *, extra: tuple[str, ...] = ()) -> Editor:
     """The registered editor ``name``; exit 2 naming the available ones (and ``extra`` names, e.g. ``none``)."""
+    from factscope.edit.registry import UnknownEditorError, editor_names, get_editor
+
     try:
         return get_editor(name)
     except UnknownEditorError:
@@ -54,6 +57,8 @@ def editor_overrides(editor: Editor, items: list[str], hparams: Path | None, opt
     No model is needed: unknown keys, values of the wrong type, choices outside a
     ``Literal`` and cross-field conflicts exit 2 here, before a run folder or model.
     """
+    from factscope.edit.hparams import HyperParamError, read_hparams_file
+
     check_hparams_file(hparams)
     try:
         overrides = editor.parse_overrides(parse_set_items(items, option))
@@ -69,6 +74,8 @@ def editor_overrides(editor: Editor, items: list[str], hparams: Path | None, opt
 
 def layer_override(editor: Editor, value: int | float, adapter: ModelAdapter, option: str = "--layer") -> dict[str, Any]:
     """``--layer``: the edited layer; for an editor of a layer range, the last layer of a range of its default length."""
+    from factscope.edit.hparams import resolve_layer
+
     check_layer_index(adapter, value, option)
     cls = editor.hparams_class
     if not cls.takes_layer_range():
