@@ -10,8 +10,11 @@ import torch
 
 from factscope.evaluate.fixtures import tiny_counterfact_records, write_json
 from factscope.models.loading import cache_dir
+from factscope.evaluate.summary import summarize_run
 from factscope.reproduce import STEPS, TINY, DataFiles, reproduce
 from factscope.reproduce.artefact import ArtefactResult
+from factscope.reproduce.evaluation import n_cases
+from factscope.reproduce.sizes import STANDARD
 from factscope.reproduce.verdicts import FAILS, HOLDS, compare
 from factscope.testing import tiny_adapter
 
@@ -70,7 +73,8 @@ def _run_all(root: Path):
     corpus.write_text("\n".join(json.dumps({"title": str(i), "text": "The city of Paris is in France. Lionel Messi plays football. "
                                             "Marie Curie was born in Warsaw. Toyota is headquartered in Japan. " * 3})
                                 for i in range(6)))
-    data = DataFiles(knowns=knowns, attributes=attributes, counterfact=counterfact, corpus=corpus)
+    data = DataFiles(knowns=knowns, attributes=attributes, counterfact=counterfact, corpus=corpus,
+                     counterfact_train=counterfact)  # MEND trains 2 steps on the same tiny records
     out = root / "out"
     report = reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False)
     return adapter, data, out, report, [f["_greedy"] for f in facts]
@@ -150,7 +154,6 @@ def test_resume_skips_complete_steps(setup):
 def test_figure5_reuses_table3_at_the_default_layer(setup):
     """RETS edits layer 3 of 4 by default, TINY sweeps layer 3: that point is Table 3's RETS run, not a new one."""
     adapter, data, out, report, greedy, cache = setup
-    from factscope.evaluate.summary import summarize_run
     from factscope.reproduce.editing import default_layers
 
     assert default_layers(adapter)["rets"] == 3 and TINY.sweep_layer_indices(adapter.n_layers) == [3]
@@ -163,15 +166,31 @@ def test_figure5_reuses_table3_at_the_default_layer(setup):
         assert fig5.data["rets"][metric]["3"] == pytest.approx(100 * table3.mean("entity", metric))
 
 
-def test_table3_claims_both_r_spec_rules_and_unavailable_rows(setup):
+def test_table3_claims_both_r_spec_rules_and_kn_mend_rows(setup):
     adapter, data, out, report, greedy, cache = setup
     table3 = ArtefactResult.load(out / "rets_table3")
     names = [c.claim for c in table3.claims]
     for other in ("ROME", "PMET* (single layer)"):
         assert f"RETS has higher R-Specificity than {other} (our rule)" in names
         assert f"RETS has higher R-Specificity than {other} (reference rule)" in names
-    assert "| MEND | not available" in table3.ours
-    assert "| KN | not available" in ArtefactResult.load(out / "seed001_tables12").ours
+    assert "RETS keeps S-Specificity above MEND's" in names
+    assert "not available" not in table3.ours and "| MEND |" in table3.ours
+    assert (out / "rets_table3" / "runs" / "mend" / "results.jsonl").is_file()
+    seed001 = ArtefactResult.load(out / "seed001_tables12")
+    assert "not available" not in seed001.ours and "| KN (bare prompt) |" in seed001.ours and "| MEND |" in seed001.ours
+    assert any(c.claim.startswith("KN (bare prompt), relation edits") for c in seed001.claims)
+    kn = summarize_run(out / "seed001_tables12" / "runs" / "kn")
+    assert n_cases(kn, "entity") == n_cases(kn, "relation") == TINY.perspective_cases
+
+
+def test_mend_rows_without_training_file_say_so(tmp_path):
+    from factscope.reproduce.context import ReproContext
+    from factscope.reproduce.editing import NO_MEND, mend_overrides
+
+    ctx = ReproContext(None, out=tmp_path, data=DataFiles(tmp_path, tmp_path, tmp_path, tmp_path), sizes=STANDARD)
+    assert mend_overrides(ctx) is None and "counterfact-train.json" in NO_MEND
+    ctx.data.counterfact_train = tmp_path / "train.json"
+    assert mend_overrides(ctx) == {"train_if_missing": True, "train_data": str(tmp_path / "train.json")}
 
 
 def test_verdict_rule():

@@ -24,6 +24,7 @@ DATA_FILES = {
     "attributes": "knowns/relation_related_attributes.json",
     "counterfact": "counterfact/counterfact_500.json",
     "counterfact_flat": "counterfact/counterfact-edit.json",
+    "counterfact_train": "counterfact/counterfact-train.json",
     "corpus": "corpus/enwiki_sample.jsonl",
 }
 
@@ -37,17 +38,19 @@ class DataFiles:
     counterfact: Path
     corpus: Path
     counterfact_flat: Path | None = None
+    counterfact_train: Path | None = None  # MEND's training file; without it the MEND rows say so
     used: set[str] = field(default_factory=set)
 
     @classmethod
     def from_dir(cls, root: str | Path) -> "DataFiles":
         root = Path(root)
         paths = {key: root / rel for key, rel in DATA_FILES.items()}
-        missing = [str(p) for key, p in paths.items() if key != "counterfact_flat" and not p.is_file()]
+        optional = ("counterfact_flat", "counterfact_train")
+        missing = [str(p) for key, p in paths.items() if key not in optional and not p.is_file()]
         if missing:
             raise FileNotFoundError(f"Data files not found: {', '.join(missing)} (pass --data-dir pointing at shared/data).")
-        flat = paths["counterfact_flat"] if paths["counterfact_flat"].is_file() else None
-        return cls(paths["knowns"], paths["attributes"], paths["counterfact"], paths["corpus"], flat)
+        found = {key: paths[key] if paths[key].is_file() else None for key in optional}
+        return cls(paths["knowns"], paths["attributes"], paths["counterfact"], paths["corpus"], **found)
 
     def path(self, key: str) -> Path:
         """The path of ``key`` (and remember that it was used, for the report's hashes)."""

@@ -3,7 +3,7 @@
 Usage::
 
     from factscope.reproduce.cost import estimate, units
-    units(preset("standard"), n_layers=30)["rets_table3"]     # 5 editors × eval_cases + 1
+    units(preset("standard"), n_layers=30)["rets_table3"]     # 6 editors × eval_cases + 1 + MEND training
     estimate(preset("standard"), 30, reused_layers={"rome": 5, "rets": 22})["rets_fig5"]  # (units, s/unit, s)
 
 A unit is the thing whose count the sizes set: a traced fact, an edited case of one
@@ -38,13 +38,18 @@ SECONDS_PER_UNIT: dict[str, float] = {
     "pmet_table3": 4.3,
 }
 KNOCKOUT_WEIGHT = 30  # one knock-out fact costs about this many lens facts (two components × every layer)
+# docs/evaluation.md, "KN and MEND" (100 cases, 1 thread): a KN edit at the bare prompt took 30 s
+# plus 3 s of scoring, about 3 single edits of the other editors; MEND's 300 training steps take
+# about as long as 16 Table 3 edits, once per model (the editor is cached), and a MEND edit ~1 s.
+KN_WEIGHT = 3
+MEND_TRAINING_UNITS = 16
 UNIT_NAMES = {
     "rets_table1": "traced facts (both corruptions, 3 kinds)",
     "rets_fig2": "— (the shared trace)",
     "rets_fig3_table2": "lens facts + 30 × knock-out facts",
-    "rets_table3": "(editor, case) single edits, 5 editors + unedited pass",
+    "rets_table3": "(editor, case) single edits, 6 editors + unedited pass + 16 for MEND's training",
     "rets_fig5": "(editor, layer, case) single edits not shared with Table 3",
-    "seed001_tables12": "(run, case): 3 editors × 2 perspectives + 2 ROME relation variants",
+    "seed001_tables12": "(run, case): 4 editors × 2 perspectives + 2 ROME relation variants + KN (×3) × 2",
     "seed001_fig2": "— (the shared trace)",
     "seed001_fig3": "severed facts",
     "pmet_fig2": "prompts",
@@ -63,9 +68,9 @@ def units(sizes: Sizes, n_layers: int, reused_layers: Mapping[str, int] | None =
         "rets_table1": sizes.trace_facts,
         "rets_fig2": 1,
         "rets_fig3_table2": sizes.lens_facts + KNOCKOUT_WEIGHT * sizes.knockout_facts,
-        "rets_table3": 5 * sizes.eval_cases + 1,
+        "rets_table3": 6 * sizes.eval_cases + 1 + MEND_TRAINING_UNITS,
         "rets_fig5": (2 * len(layers) - shared) * sizes.sweep_cases,
-        "seed001_tables12": 8 * sizes.perspective_cases,
+        "seed001_tables12": (10 + 2 * KN_WEIGHT) * sizes.perspective_cases,
         "seed001_fig2": 1,
         "seed001_fig3": sizes.severed_facts,
         "pmet_fig2": sizes.dynamics_facts,

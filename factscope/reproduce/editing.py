@@ -54,9 +54,22 @@ def _row(label: str, run: Any) -> list[str]:
 
 # RETS Table 3's rows: (editor, label, overrides). The ROME and RETS rows are also Figure 5's
 # points at the editors' default layers (same cases, same edits), computed once.
-TABLE3_ROWS = (("none", "Unedited", {}), ("ft", "FT-L", {}), ("rome", "ROME", {}),
+TABLE3_ROWS = (("none", "Unedited", {}), ("ft", "FT-L", {}), ("mend", "MEND", {}), ("rome", "ROME", {}),
                ("pmet", "PMET* (single layer)", {}), ("rets", "RETS", {}),
                ("rets", "RETS w/o SC", {"no_subject_constraints": True}))
+# KN at the bare prompt only: integrated gradients over 5 prompts cost ~5x as much per edit
+# (docs/evaluation.md, "KN and MEND"), too much for the standard preset.
+KN_ROW = ("kn", "KN (bare prompt)", {"context_lengths": []})
+NO_MEND = "not available: no MEND training file (counterfact/counterfact-train.json) in the data folder"
+
+
+def mend_overrides(ctx: ReproContext) -> dict[str, Any] | None:
+    """MEND's settings: train its editor on the data folder's training file when none is cached (None: no file)."""
+    if "train_data" in ctx.sizes.editor_specific.get("mend", {}):
+        return {"train_if_missing": True}
+    if ctx.data.counterfact_train is None:
+        return None
+    return {"train_if_missing": True, "train_data": str(ctx.data.path("counterfact_train"))}
 
 
 def _slug(label: str) -> str:
@@ -64,9 +77,11 @@ def _slug(label: str) -> str:
 
 
 def table3_run(ctx: ReproContext, label: str) -> Any:
-    """Run (or resume) RETS Table 3's row ``label`` in ``rets_table3/runs/<slug>``; returns its ``RunStats``."""
+    """Run (or resume) RETS Table 3's row ``label`` in ``rets_table3/runs/<slug>``; its ``RunStats`` (None: not available)."""
     editor, _, extra = next(row for row in TABLE3_ROWS if row[1] == label)
     overrides = {"layers": [rome_layer(ctx)]} if editor == "pmet" else extra  # PMET* edits the ROME layer alone
+    if editor == "mend" and (overrides := mend_overrides(ctx)) is None:
+        return None
     cases, all_cases, path, fmt = load_counterfact(ctx, ctx.sizes.eval_cases)
     return evaluate_editor(ctx, ctx.artefact_dir("rets_table3") / "runs" / _slug(label), editor, cases, all_cases, path,
                            fmt, label=label, overrides=overrides)
@@ -79,8 +94,8 @@ def rets_table3(ctx: ReproContext, folder: Path) -> ArtefactResult:
     runs = {label: table3_run(ctx, label) for _, label, _ in TABLE3_ROWS}
     header = ["Editor", "Score (RETS)", "Score (RETS, ref. R-Spec.)", "Efficacy", "Generalization", "S-Specificity",
               "R-Specificity (ours)", "R-Specificity (reference rule)", "Fluency", "Consistency", "n"]
-    rows = [_row(label, run) for label, run in runs.items()]
-    rows.insert(2, ["MEND", "not available (MEND is not implemented in factscope)", *[""] * (len(header) - 2)])
+    rows = [_row(label, run) if run is not None else [label, NO_MEND, *[""] * (len(header) - 2)]
+            for label, run in runs.items()]
     ours = paper.markdown_table(header, rows)
     claims = []
     for other, pnum in (("ROME", "78.5 vs 41.1 (GPT2-XL); 83.3 vs 48.5 (GPT-J)"),
@@ -100,7 +115,10 @@ def rets_table3(ctx: ReproContext, folder: Path) -> ArtefactResult:
     claims.append(compare_runs("RETS edits succeed (Efficacy far above the unedited model)",
                                "100.0 vs 21.0 (GPT2-XL); 100.0 vs 13.7 (GPT-J)", runs["RETS"], runs["Unedited"],
                                "efficacy", ">", WHY_EDIT))
-    atomic_write_text(folder / "summary.md", _render_summary(list(runs.values())))
+    if runs["MEND"] is not None:
+        claims.append(compare_runs("RETS keeps S-Specificity above MEND's", "68.6 vs 51.7 (GPT2-XL); 65.5 vs 53.8 (GPT-J)",
+                                   runs["RETS"], runs["MEND"], "s_specificity", ">", WHY_EDIT))
+    atomic_write_text(folder / "summary.md", _render_summary([r for r in runs.values() if r is not None]))
     return ArtefactResult(
         "rets_table3", "RETS Table 3 — editors × criteria on COUNTERFACT",
         paper.markdown_table(paper.RETS_TABLE3_HEADER, paper.RETS_TABLE3_ROWS), ours, claims,
@@ -186,10 +204,16 @@ def rets_fig5(ctx: ReproContext, folder: Path) -> ArtefactResult:
 def seed001_tables12(ctx: ReproContext, folder: Path) -> ArtefactResult:
     """Seed 001 Tables 1-2: Reliability / Generality of entity and relation knowledge after relation and entity edits."""
     cases, all_cases, path, fmt = load_counterfact(ctx, ctx.sizes.perspective_cases)
-    runs = {}
-    for editor, label in (("rome", "ROME"), ("memit", "MEMIT"), ("ft", "FT-L")):
+    runs, missing = {}, []
+    mend = mend_overrides(ctx)
+    editors = [("rome", "ROME", {}), ("memit", "MEMIT", {}), ("ft", "FT-L", {}), KN_ROW]
+    if mend is not None:
+        editors.append(("mend", "MEND", mend))
+    else:
+        missing.append("MEND")
+    for editor, label, extra in editors:
         runs[label] = evaluate_editor(ctx, folder / "runs" / editor, editor, cases, all_cases, path, fmt, label=label,
-                                      perspective="both", generation=False)
+                                      overrides=extra, perspective="both", generation=False)
     # ROME's sequential add+remove lets the remove overwrite the add (same key): also the add alone and a joint solve.
     variants = {"ROME (add only)": ("rome-add", {}, "add"), "ROME (joint add+remove)": ("rome-joint", {"requests_solve": "joint"}, None)}
     for label, (slug, extra, relation) in variants.items():
@@ -203,7 +227,7 @@ def seed001_tables12(ctx: ReproContext, folder: Path) -> ArtefactResult:
     for perspective, title in (("relation", "Table 1 — relation edits"), ("entity", "Table 2 — entity edits")):
         rows = [[label, *(_fmt(stat(run, m, perspective)[0], 100, 2) for m in metrics), str(n_cases(run, perspective))]
                 for label, run in runs.items()]
-        rows += [[name, "not available (not implemented in factscope)", *[""] * (len(header) - 2)] for name in ("KN", "MEND")]
+        rows += [[name, NO_MEND, *[""] * (len(header) - 2)] for name in missing]
         tables[perspective] = f"**{title}**\n\n" + paper.markdown_table(header, rows)
     claims = []
     for label, run in runs.items():
@@ -226,4 +250,5 @@ def seed001_tables12(ctx: ReproContext, folder: Path) -> ArtefactResult:
                                 "tokens that are top-1 under teacher forcing (EasyEdit / ROME zsRE convention). "
                                 "ROME (add only) edits the add request alone; ROME (joint add+remove) stores both "
                                 "requests in one least-squares update (relation edits only). Relation prompts are "
-                                "derived (docs/evaluation.md); the seed's KN and MEND are not implemented here.")
+                                "derived (docs/evaluation.md). KN attributes at the bare prompt only (5 prompts cost "
+                                "~5x per edit); MEND's editor is trained once on counterfact-train.json (cached).")

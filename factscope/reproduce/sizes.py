@@ -102,7 +102,8 @@ TINY = Sizes(name="tiny", trace_facts=3, trace_samples=2, trace_window=2, severe
              knockout_facts=1, dynamics_facts=3, eval_cases=1, sweep_layers=(0.75,), sweep_cases=1,
              perspective_cases=1, batch_cases=2,
              editor_overrides={"context_lengths": [[3, 2]], "v_steps": 3, "mom2_n_tokens": 64},
-             editor_specific={"memit": {"layers": [1, 2]}, "pmet": {"layers": [1, 2]}, "ft": {"ft_steps": 3}})
+             editor_specific={"memit": {"layers": [1, 2]}, "pmet": {"layers": [1, 2]}, "ft": {"ft_steps": 3},
+                              "kn": {"ig_steps": 4}, "mend": {"rank": 8, "steps": 2, "val_size": 1, "val_every": 0}})
 # Sized by the power calculation of factscope/reproduce/power.py (docs/reproduction.md, "The
 # standard preset"): each n is the smallest at which the planned effects of its claims clear
 # the verdict rule with margin, capped where the whole run would leave the 4-hour budget.
