@@ -146,9 +146,11 @@ def test_resume_skips_complete_steps(setup):
     adapter, data, out, report, greedy, cache = setup
     before = (out / "rets_table3" / "result.json").stat().st_mtime_ns
     (out / "pmet_fig2" / "result.json").unlink()
-    reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False, steps=["rets_table3", "pmet_fig2"])
+    partial = reproduce(adapter, out, data=data, sizes=TINY, command="test", progress=False, steps=["rets_table3", "pmet_fig2"])
     assert (out / "rets_table3" / "result.json").stat().st_mtime_ns == before
     assert (out / "pmet_fig2" / "result.json").is_file()
+    left = partial.read_text().split("**Not run yet in this report**", 1)[1].split("\n", 1)[0]
+    assert "`rets_table1`" in left and "`rets_table3`" not in left and "`pmet_fig2`" not in left
 
 
 def test_figure5_reuses_table3_at_the_default_layer(setup):

@@ -151,6 +151,7 @@ def reproduce(
         "data_sha256": data.sha256(),
         "seconds": seconds,
         "estimated_seconds": planned,
+        "not_run": [n for n in STEPS if n not in names],
         "total_seconds": time.perf_counter() - start,
         "deviations": _deviations(sizes),
     }
