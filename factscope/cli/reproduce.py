@@ -3,7 +3,7 @@
 Usage::
 
     factscope reproduce --quick --out reports/quick                      # ~minutes, tiny samples
-    factscope reproduce --standard --out docs/reproduction/standard      # every claim sized to be decided (~4 h CPU)
+    factscope reproduce --standard --out docs/reproduction/standard      # every claim sized to be decided (~5 h CPU)
     factscope reproduce --full --out reports/full --data-dir ../shared/data   # paper-like sizes (hours)
     factscope reproduce --quick --out reports/q --sizes lens_facts=80 --only rets_table1,rets_fig2
 """
@@ -28,7 +28,7 @@ GPU_EDIT_GROUP = 8  # single edits computed together on a GPU (docs/evaluation.m
 def reproduce(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (one subfolder per artefact; rerun to resume).")],
     quick: Annotated[bool, typer.Option("--quick", help="Small samples (default).")] = False,
-    standard: Annotated[bool, typer.Option("--standard", help="Sizes from the power calculation: every decidable claim decided (about 4 h on a 2-core CPU).")] = False,
+    standard: Annotated[bool, typer.Option("--standard", help="Sizes from the power calculation: every decidable claim decided (about 5 h on a 2-core CPU).")] = False,
     full: Annotated[bool, typer.Option("--full", help="Paper-like sample sizes (hours on a CPU).")] = False,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder with knowns/, counterfact/, corpus/ (shared/data).")] = Path("../shared/data"),
     sizes: Annotated[list[str], typer.Option("--sizes", help="Override a size KEY=VALUE (repeatable), e.g. lens_facts=80.")] = [],
