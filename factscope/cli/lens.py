@@ -27,6 +27,7 @@ from factscope.cli.common import (
     print_json,
     set_threads,
 )
+from factscope.cli._ranks import ShardOption, join_ranks, shard_or_exit
 from factscope.cli.options import JsonOption, ModelSpec, ThreadsOption, model_options
 from factscope.io_utils import atomic_write_text
 
@@ -120,12 +121,13 @@ def lens_dataset(
     attribute_tokens: Annotated[str, typer.Option(help="all (RETS: every token of each attribute) | first.")] = "all",
     seed: Annotated[int, typer.Option(help="Seed of the random-token draw.")] = 0,
     threads: ThreadsOption = None,
+    shard: ShardOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
-    """RETS Figure 3 / Table 2 over a dataset: AR by layer, rank flow, Spearman ρ, knock-out declines."""
+    """RETS Figure 3 / Table 2 over a dataset: AR by layer, rank flow, Spearman ρ, knock-out declines (data-parallel under torchrun)."""
     from factscope.datasets import load_knowns, load_relation_attributes
     from factscope.localize.attributes import AttributeSets
-    from factscope.localize.lens_dataset import run_lens_dataset
+    from factscope.localize.lens_dataset import LensSettings, run_lens_dataset
     from factscope.reports.lens_plots import plot_attributes_rate, plot_knockout, plot_rank_flow
 
     if attribute_tokens not in ("all", "first"):
@@ -133,18 +135,29 @@ def lens_dataset(
     check_input_file(data, "--data")
     check_input_file(attributes, "--attributes")
     check_output_dir(out)
+    share = shard_or_exit(shard)
+    ranks = None
     try:
         facts = load_knowns(data)
         mapping = load_relation_attributes(attributes)
-        set_threads(threads)
+        ranks, model = join_ranks(share, model, threads)
         adapter = load_adapter(model)
         check_k(adapter, k)
         check_layer_index(adapter, eval_layer, "--eval-layer")
         sets = AttributeSets(adapter.tokenizer, mapping, mode=attribute_tokens)
-        result = run_lens_dataset(adapter, facts, sets, n=n, k=k, raw=raw, batch_size=batch_size, knockout=knockout,
-                                  knockout_n=knockout_n, window=window, eval_layer=eval_layer, seed=seed)
+        settings = dict(n=n, k=k, raw=raw, batch_size=batch_size, knockout=knockout, knockout_n=knockout_n,
+                        window=window, eval_layer=eval_layer, seed=seed)
+        if share.whole:
+            result = run_lens_dataset(adapter, facts, sets, **settings)
+        else:
+            result = _lens_share(adapter, facts, sets, LensSettings(**settings).check(adapter), ranks, out)
     except _user_errors() as err:
         fail(str(err))
+        return
+    finally:
+        if ranks is not None:
+            ranks.close()
+    if result is None:
         return
     out.mkdir(parents=True, exist_ok=True)
     summary = {"model": adapter.name, "data": str(data), "attributes": str(attributes), "k": k, "raw": raw,
@@ -197,6 +210,20 @@ def dynamics(
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _lens_share(adapter, facts, sets, settings, ranks, out: Path):  # type: ignore[no-untyped-def]
+    """This rank's share into out/parts/K-of-N; the merged result on rank 0 (or the last --shard), else None."""
+    from factscope.localize.lens_shards import lens_share, merged_lens
+
+    lens_share(adapter, facts, sets, settings, ranks.shard, out, progress=ranks.main)
+    ranks.barrier()
+    if ranks.distributed and not ranks.main:
+        return None
+    result = merged_lens(adapter, facts, sets, settings, out)
+    if result is None:
+        typer.echo(f"{out}: shard {ranks.shard} done; rerun any shard once all are done to write the summary.")
+    return result
 
 
 def register(app: typer.Typer) -> None:

@@ -137,71 +137,127 @@ def prepare_facts(
     return used, skipped
 
 
-@torch.no_grad()
-def run_lens_dataset(
-    adapter: ModelAdapter,
-    facts: Sequence[KnownFact],
-    attributes: AttributeSets,
-    *,
-    n: int | None = None,
-    k: int = 50,
-    raw: bool = False,
-    batch_size: int = 16,
-    knockout: bool = True,
-    knockout_n: int | None = None,
-    window: int = 10,
-    eval_layer: int | None = None,
-    kinds: Sequence[str] = KNOCKOUT_KINDS,
-    seed: int = 0,
-    progress: bool = True,
-) -> LensDatasetResult:
-    """Attributes rate, object/random ranks, Spearman ρ, objects included and knock-out declines."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    eval_layer = adapter.n_layers - 1 if eval_layer is None else adapter.check_layer(eval_layer)
-    prepared, skipped = prepare_facts(adapter, facts, attributes, n)
-    if not prepared:
-        raise ValueError(f"No usable fact among {len(facts)} (skipped: {dict(skipped)}).")
-    vocab = adapter.project_to_vocab(torch.zeros(1, adapter.d_model, device=adapter.device, dtype=adapter.dtype)).shape[-1]
-    generator = torch.Generator().manual_seed(seed)
-    random_ids = torch.randint(0, vocab, (len(prepared),), generator=generator)
-    L = adapter.n_layers
-    ar = torch.empty(len(prepared), L)
-    obj_rank = torch.empty(len(prepared), L)
-    rnd_rank = torch.empty(len(prepared), L)
-    correct = torch.zeros(len(prepared), dtype=torch.bool)
+@dataclass
+class LensSettings:
+    """What a lens-dataset run measures (``run_lens_dataset``'s keyword arguments)."""
 
-    bar = tqdm(total=len(prepared), desc="lens", unit="fact", disable=not progress)
-    for start in range(0, len(prepared), batch_size):
-        chunk = prepared[start : start + batch_size]
-        rows = slice(start, start + len(chunk))
+    n: int | None = None
+    k: int = 50
+    raw: bool = False
+    batch_size: int = 16
+    knockout: bool = True
+    knockout_n: int | None = None
+    window: int = 10
+    eval_layer: int | None = None
+    kinds: Sequence[str] = KNOCKOUT_KINDS
+    seed: int = 0
+
+    def check(self, adapter: ModelAdapter) -> "LensSettings":
+        """Validated, with ``eval_layer`` resolved (default: the last layer)."""
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
+        eval_layer = adapter.n_layers - 1 if self.eval_layer is None else adapter.check_layer(self.eval_layer)
+        return LensSettings(**{**asdict(self), "eval_layer": eval_layer, "kinds": tuple(self.kinds)})
+
+
+@dataclass
+class LensPlan:
+    """The usable facts, each one's random token, and the vocabulary size: the same in every shard."""
+
+    prepared: list[PreparedFact]
+    skipped: Counter
+    random_ids: torch.Tensor
+    vocab: int
+
+    @classmethod
+    def make(cls, adapter: ModelAdapter, facts: Sequence[KnownFact], attributes: AttributeSets,
+             settings: LensSettings) -> "LensPlan":
+        prepared, skipped = prepare_facts(adapter, facts, attributes, settings.n)
+        if not prepared:
+            raise ValueError(f"No usable fact among {len(facts)} (skipped: {dict(skipped)}).")
+        vocab = adapter.project_to_vocab(torch.zeros(1, adapter.d_model, device=adapter.device, dtype=adapter.dtype)).shape[-1]
+        generator = torch.Generator().manual_seed(settings.seed)
+        return cls(prepared, skipped, torch.randint(0, vocab, (len(prepared),), generator=generator), vocab)
+
+
+@torch.no_grad()
+def lens_rows(adapter: ModelAdapter, plan: LensPlan, attributes: AttributeSets, settings: LensSettings,
+              indices: Sequence[int], *, progress: bool = True) -> dict[int, dict[str, Any]]:
+    """Per-fact records of ``plan.prepared[i]`` for ``i`` in ``indices`` (whole batches of the one-process run).
+
+    ``indices`` must be unions of the blocks ``range(j * batch_size, (j + 1) * batch_size)``
+    so that every forward pass sees the batch a single process sees.
+    """
+    L, vocab, k = adapter.n_layers, plan.vocab, settings.k
+    rows: dict[int, dict[str, Any]] = {}
+    wanted = list(indices)
+    bar = tqdm(total=len(wanted), desc="lens", unit="fact", disable=not progress)
+    for block in range(0, len(wanted), settings.batch_size):
+        idx = wanted[block : block + settings.batch_size]
+        chunk = [plan.prepared[i] for i in idx]
         states = hidden_states_at(adapter, [p.fact.prompt for p in chunk], [p.position for p in chunk])
         masks = torch.stack([attributes.mask(p.fact.relation_id, vocab) for p in chunk])  # [B, V]
         obj_ids = torch.tensor([p.object_id for p in chunk], device=adapter.device)
-        rnd_ids = random_ids[rows].to(adapter.device)
+        rnd_ids = plan.random_ids[idx].to(adapter.device)
+        ar, obj_rank, rnd_rank = (torch.empty(len(chunk), L) for _ in range(3))
         for layer in range(L):
-            logits = adapter.project_to_vocab(states[:, layer].to(adapter.dtype), raw=raw).float()
+            logits = adapter.project_to_vocab(states[:, layer].to(adapter.dtype), raw=settings.raw).float()
             top = logits.topk(min(k, vocab), dim=-1).indices.cpu()
-            ar[rows, layer] = masks.gather(1, top).float().mean(dim=1)
-            obj_rank[rows, layer] = token_ranks(logits, obj_ids).float().cpu()
-            rnd_rank[rows, layer] = token_ranks(logits, rnd_ids).float().cpu()
+            ar[:, layer] = masks.gather(1, top).float().mean(dim=1)
+            obj_rank[:, layer] = token_ranks(logits, obj_ids).float().cpu()
+            rnd_rank[:, layer] = token_ranks(logits, rnd_ids).float().cpu()
         final = adapter.project_to_vocab(states[:, L - 1].to(adapter.dtype)).float()  # the model's own logits
-        correct[rows] = (final.argmax(dim=-1) == obj_ids).cpu()
+        correct = (final.argmax(dim=-1) == obj_ids).cpu()
+        for j, (i, p) in enumerate(zip(idx, chunk)):
+            rows[i] = {
+                "known_id": p.fact.known_id,
+                "relation_id": p.fact.relation_id,
+                "prompt": p.fact.prompt,
+                "object": p.fact.attribute,
+                "object_id": p.object_id,
+                "position": p.position,
+                "correct": bool(correct[j]),
+                "object_in_attributes_token": bool(attributes.mask(p.fact.relation_id, vocab)[p.object_id]),
+                "object_in_attributes_string": attributes.contains_string(p.fact.relation_id, p.fact.attribute),
+                "ar": ar[j].tolist(),
+                "object_rank": [int(r) for r in obj_rank[j]],
+                "random_id": int(plan.random_ids[i]),
+                "random_rank": [int(r) for r in rnd_rank[j]],
+            }
         bar.update(len(chunk))
     bar.close()
+    n_knockout = (settings.knockout_n if settings.knockout_n is not None else len(plan.prepared)) if settings.knockout else 0
+    ko_indices = [i for i in wanted if i < n_knockout]
+    for i in tqdm(ko_indices, desc="knock-out", unit="fact", disable=not progress):
+        p = plan.prepared[i]
+        ko = knockout_decline(adapter, p.fact.prompt, p.position, attributes.mask(p.fact.relation_id, vocab),
+                              kinds=settings.kinds, window=settings.window, eval_layer=settings.eval_layer, k=k,
+                              raw=settings.raw)
+        rows[i]["knockout_ar_clean"] = ko.ar_clean
+        rows[i]["knockout_decline"] = {kind: ko.decline[kind] for kind in settings.kinds}
+    return rows
 
+
+def summarise_rows(model: str, n_layers: int, rows: Sequence[dict[str, Any]], skipped: Counter,
+                   settings: LensSettings) -> LensDatasetResult:
+    """The result of a run from its per-fact records, in dataset order (one process's or merged shards')."""
+    L = n_layers
+    ar = torch.tensor([r["ar"] for r in rows], dtype=torch.float32)
+    obj_rank = torch.tensor([r["object_rank"] for r in rows], dtype=torch.float32)
+    rnd_rank = torch.tensor([r["random_rank"] for r in rows], dtype=torch.float32)
+    correct = torch.tensor([r["correct"] for r in rows])
+    in_tokens = torch.tensor([r["object_in_attributes_token"] for r in rows])
+    in_strings = torch.tensor([r["object_in_attributes_string"] for r in rows])
     ar_mean = ar.mean(dim=0)
     rank_mean = obj_rank.mean(dim=0)
     rho, p_value = _spearman((-rank_mean).tolist(), ar_mean.tolist())
-    in_tokens = torch.tensor([bool(attributes.mask(p.fact.relation_id, vocab)[p.object_id]) for p in prepared])
-    in_strings = torch.tensor([attributes.contains_string(p.fact.relation_id, p.fact.attribute) for p in prepared])
 
     def share(flags: torch.Tensor, where: torch.Tensor) -> float | None:
         return float(flags[where].float().mean()) if bool(where.any()) else None
 
-    everyone = torch.ones(len(prepared), dtype=torch.bool)
+    everyone = torch.ones(len(rows), dtype=torch.bool)
     included = {
         "rule": "object's first token in A(r) (token) / object string among the relation's attribute strings (string)",
         "n_correct": int(correct.sum()),
@@ -211,10 +267,10 @@ def run_lens_dataset(
         "string_correct": share(in_strings, correct),
     }
     result = LensDatasetResult(
-        model=adapter.name,
-        k=k,
-        raw=raw,
-        n_used=len(prepared),
+        model=model,
+        k=settings.k,
+        raw=settings.raw,
+        n_used=len(rows),
         skipped=dict(skipped),
         layers=list(range(L)),
         ar_mean=ar_mean.tolist(),
@@ -229,47 +285,40 @@ def run_lens_dataset(
         plateau_layer=plateau_layer(ar_mean.tolist()),
         plateau_layer_before_last=plateau_layer(ar_mean.tolist()[:-1]) if L > 1 else 0,
         objects_included=included,
+        per_fact=[{k: v for k, v in r.items() if k != "knockout_ar_clean"} for r in rows],
     )
-    declines: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
-    ko_facts = prepared[: knockout_n if knockout_n is not None else len(prepared)] if knockout else []
-    ko_clean: list[float] = []
-    for p in tqdm(ko_facts, desc="knock-out", unit="fact", disable=not progress):
-        ko = knockout_decline(
-            adapter, p.fact.prompt, p.position, attributes.mask(p.fact.relation_id, vocab),
-            kinds=kinds, window=window, eval_layer=eval_layer, k=k, raw=raw,
-        )
-        ko_clean.append(ko.ar_clean)
-        for kind in kinds:
-            declines[kind].append(ko.decline[kind])
-    if ko_facts:
+    knocked = [r for r in rows if "knockout_decline" in r]
+    if knocked:
         result.knockout = {
-            "n": len(ko_facts),
-            "eval_layer": eval_layer,
-            "window": window,
-            "starts": list(range(eval_layer + 1)),
-            "ar_clean_mean": _mean(ko_clean),
-            "decline_mean": {kind: torch.tensor(v).mean(dim=0).tolist() for kind, v in declines.items()},
+            "n": len(knocked),
+            "eval_layer": settings.eval_layer,
+            "window": settings.window,
+            "starts": list(range(settings.eval_layer + 1)),
+            "ar_clean_mean": _mean([r["knockout_ar_clean"] for r in knocked]),
+            "decline_mean": {kind: torch.tensor([r["knockout_decline"][kind] for r in knocked]).mean(dim=0).tolist()
+                             for kind in settings.kinds},
         }
-    for i, p in enumerate(prepared):
-        row: dict[str, Any] = {
-            "known_id": p.fact.known_id,
-            "relation_id": p.fact.relation_id,
-            "prompt": p.fact.prompt,
-            "object": p.fact.attribute,
-            "object_id": p.object_id,
-            "position": p.position,
-            "correct": bool(correct[i]),
-            "object_in_attributes_token": bool(in_tokens[i]),
-            "object_in_attributes_string": bool(in_strings[i]),
-            "ar": ar[i].tolist(),
-            "object_rank": [int(r) for r in obj_rank[i]],
-            "random_id": int(random_ids[i]),
-            "random_rank": [int(r) for r in rnd_rank[i]],
-        }
-        if i < len(ko_facts):
-            row["knockout_decline"] = {kind: declines[kind][i] for kind in kinds}
-        result.per_fact.append(row)
     return result
+
+
+def run_lens_dataset(
+    adapter: ModelAdapter,
+    facts: Sequence[KnownFact],
+    attributes: AttributeSets,
+    *,
+    progress: bool = True,
+    **settings: Any,
+) -> LensDatasetResult:
+    """Attributes rate, object/random ranks, Spearman ρ, objects included and knock-out declines.
+
+    ``settings``: the fields of :class:`LensSettings` (n, k, raw, batch_size, knockout, knockout_n,
+    window, eval_layer, kinds, seed).
+    """
+    checked = LensSettings(**settings).check(adapter)
+    plan = LensPlan.make(adapter, facts, attributes, checked)
+    rows = lens_rows(adapter, plan, attributes, checked, range(len(plan.prepared)), progress=progress)
+    return summarise_rows(adapter.name, adapter.n_layers, [rows[i] for i in range(len(plan.prepared))], plan.skipped,
+                          checked)
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
