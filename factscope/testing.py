@@ -173,6 +173,26 @@ def fake_gguf_converter(arch: str = "llama", builds: list[Any] | None = None) ->
 
 
 # Small, quick hyperparameters for tests: each editor gets the ones its class has.
+# Known facts and relation attributes for the dataset-lens tests (two facts are unusable on purpose).
+LENS_FACTS: list[dict[str, Any]] = [
+    {"known_id": 0, "subject": "Danielle Darrieux", "attribute": "French",
+     "prompt": "The mother tongue of Danielle Darrieux is", "relation_id": "P103"},
+    {"known_id": 1, "subject": "France", "attribute": "Paris", "prompt": "The capital of France is", "relation_id": "P36"},
+    {"known_id": 2, "subject": "Michael Jordan", "attribute": "basketball", "prompt": "Michael Jordan plays",
+     "relation_id": "P641"},
+    {"known_id": 3, "subject": "Germany", "attribute": "German", "prompt": "The official language of Germany is",
+     "relation_id": "P37"},
+    {"known_id": 4, "subject": "Paris", "attribute": "France", "prompt": "The capital of France is Paris",
+     "relation_id": "P36"},
+    {"known_id": 5, "subject": "Italy", "attribute": "Rome", "prompt": "The capital of Italy is", "relation_id": "P36"},
+]
+LENS_ATTRIBUTES = {"P103": ["French", "English", "Italian"], "P36": ["Paris", "Berlin", "Warsaw, Poland"],
+              "P37": ["English", "Spanish"]}
+# Common words of the tiny tokenizer's training text, so that AR varies across layers of a random model.
+_LENS_WORDS = "French English Italian Spanish German Paris Berlin Rome Warsaw Poland capital city language born in the of is was and"
+LENS_RICH_ATTRIBUTES = {rel: strings + _LENS_WORDS.split() for rel, strings in LENS_ATTRIBUTES.items()}
+
+
 FAST_HPARAMS: dict[str, Any] = {
     "context_lengths": [[3, 2]],
     "v_steps": 4,

@@ -16,25 +16,9 @@ from factscope.localize.knockout import knockout_decline
 from factscope.localize.lens import vocab_lens
 from factscope.localize.lens_dataset import plateau_layer, run_lens_dataset
 from factscope.scoring import continuation_ids
-from factscope.testing import tiny_adapter, tiny_model, tiny_tokenizer
+from factscope.testing import LENS_ATTRIBUTES, LENS_FACTS, LENS_RICH_ATTRIBUTES, tiny_adapter, tiny_model, tiny_tokenizer
 
-FACTS = [
-    {"known_id": 0, "subject": "Danielle Darrieux", "attribute": "French",
-     "prompt": "The mother tongue of Danielle Darrieux is", "relation_id": "P103"},
-    {"known_id": 1, "subject": "France", "attribute": "Paris", "prompt": "The capital of France is", "relation_id": "P36"},
-    {"known_id": 2, "subject": "Michael Jordan", "attribute": "basketball", "prompt": "Michael Jordan plays",
-     "relation_id": "P641"},
-    {"known_id": 3, "subject": "Germany", "attribute": "German", "prompt": "The official language of Germany is",
-     "relation_id": "P37"},
-    {"known_id": 4, "subject": "Paris", "attribute": "France", "prompt": "The capital of France is Paris",
-     "relation_id": "P36"},
-    {"known_id": 5, "subject": "Italy", "attribute": "Rome", "prompt": "The capital of Italy is", "relation_id": "P36"},
-]
-ATTRIBUTES = {"P103": ["French", "English", "Italian"], "P36": ["Paris", "Berlin", "Warsaw, Poland"],
-              "P37": ["English", "Spanish"]}
-# Common words of the tiny tokenizer's training text, so that AR varies across layers of a random model.
-WORDS = "French English Italian Spanish German Paris Berlin Rome Warsaw Poland capital city language born in the of is was and"
-RICH = {rel: strings + WORDS.split() for rel, strings in ATTRIBUTES.items()}
+FACTS, ATTRIBUTES, RICH = LENS_FACTS, LENS_ATTRIBUTES, LENS_RICH_ATTRIBUTES
 
 
 @pytest.fixture()

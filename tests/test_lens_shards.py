@@ -12,10 +12,9 @@ from factscope.localize.attributes import AttributeSets
 from factscope.localize.lens_dataset import LensSettings, run_lens_dataset
 from factscope.localize.lens_shards import PART_NAME, PARTS, LensPartError, lens_share, merged_lens
 from factscope.parallel.ranks import Shard
-from factscope.testing import tiny_adapter
-from tests.test_lens_dataset import FACTS, RICH
+from factscope.testing import LENS_FACTS, LENS_RICH_ATTRIBUTES, tiny_adapter
 
-MANY = [{**f, "known_id": i} for i, f in enumerate(FACTS * 3)]  # 18 facts, 12 usable
+MANY = [{**f, "known_id": i} for i, f in enumerate(LENS_FACTS * 3)]  # 18 facts, 12 usable
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def knowns(tmp_path):
 
 
 def test_shards_merge_to_the_one_process_result(adapter, knowns, tmp_path):
-    facts, sets = load_knowns(knowns), AttributeSets(adapter.tokenizer, RICH)
+    facts, sets = load_knowns(knowns), AttributeSets(adapter.tokenizer, LENS_RICH_ATTRIBUTES)
     options = dict(k=8, batch_size=5, window=2, knockout_n=5)  # batches of 5, 5, 2: shard 0 gets two
     whole = run_lens_dataset(adapter, facts, sets, progress=False, **options)
     settings = LensSettings(**options).check(adapter)
@@ -55,7 +54,7 @@ def test_cli_lens_dataset_shards(adapter, knowns, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cli_lens, "load_adapter", lambda *a, **k: adapter)
     attrs = tmp_path / "attrs.json"
-    attrs.write_text(json.dumps(RICH))
+    attrs.write_text(json.dumps(LENS_RICH_ATTRIBUTES))
     args = ["lens-dataset", "--data", str(knowns), "--attributes", str(attrs), "--k", "8", "--batch-size", "3",
             "--window", "2", "--knockout-n", "2"]
     assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")]).exit_code == 0
