@@ -10,7 +10,9 @@ import pytest
 from factscope.models import load_model, loading
 from factscope.models.adapter import tokenizer_identity
 from factscope.models.fast_tokenizer import (
+    COMPACT_FILE,
     RECIPE_FILE,
+    compact_tokenizer_json,
     behaviour_of,
     load_cached_tokenizer,
     recipe_of,
@@ -60,8 +62,8 @@ def test_a_recipe_that_changes_behaviour_is_not_written(tmp_path: Path, monkeypa
     _saved_gemma_style_tokenizer(tmp_path)
     slow = AutoTokenizer.from_pretrained(tmp_path)
 
-    def wrong_side(tokenizer):  # a recipe that forgets the class's left padding
-        return {**recipe_of(tokenizer), "padding_side": "right"}
+    def wrong_side(tokenizer, *file):  # a recipe that forgets the class's left padding
+        return {**recipe_of(tokenizer, *file), "padding_side": "right"}
 
     monkeypatch.setattr(fast_tokenizer, "recipe_of", wrong_side)
     assert not write_recipe_if_equivalent(tmp_path, slow)
@@ -98,3 +100,37 @@ def test_plain_fast_tokenizer_round_trips(tmp_path: Path) -> None:
     tok.save_pretrained(tmp_path)
     assert write_recipe_if_equivalent(tmp_path, tok)
     assert behaviour_of(load_cached_tokenizer(tmp_path)) == behaviour_of(tok)
+
+
+def test_recipe_reads_the_compact_copy_with_string_merges(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    _saved_gemma_style_tokenizer(tmp_path)
+    slow = AutoTokenizer.from_pretrained(tmp_path)
+    assert write_recipe_if_equivalent(tmp_path, slow)
+    recipe = json.loads((tmp_path / RECIPE_FILE).read_text())
+    assert recipe["tokenizer_file"] == COMPACT_FILE
+    compact = json.loads((tmp_path / COMPACT_FILE).read_text(encoding="utf-8"))
+    assert compact["model"]["merges"][:3] == ["▁ t", "h e", "▁t he"]
+    assert behaviour_of(load_cached_tokenizer(tmp_path)) == behaviour_of(slow)
+
+
+def test_merges_with_a_space_stay_pairs() -> None:
+    spec = {"model": {"type": "BPE", "vocab": {}, "merges": [["a b", "c"], ["d", "e"]]}}
+    assert json.loads(compact_tokenizer_json(json.dumps(spec)))["model"]["merges"] == [["a b", "c"], ["d", "e"]]
+    spec["model"]["merges"] = [["a", "c"], ["d", "e"]]
+    assert json.loads(compact_tokenizer_json(json.dumps(spec, indent=2)))["model"]["merges"] == ["a c", "d e"]
+
+
+def test_an_older_recipe_is_rewritten_on_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "cache" / "models" / "bundled"
+    monkeypatch.setenv("FACTSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(loading, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
+    monkeypatch.setattr(loading, "_bundled_cache_folder", lambda _g: folder)
+    monkeypatch.setattr(loading, "_convert_gguf", fake_gguf_converter("llama", []))
+    load_model()
+    old = {**json.loads((folder / RECIPE_FILE).read_text()), "version": 1}
+    del old["tokenizer_file"]
+    (folder / RECIPE_FILE).write_text(json.dumps(old))
+    load_model()
+    assert json.loads((folder / RECIPE_FILE).read_text())["version"] == 2

@@ -13,6 +13,11 @@ the folders factscope converts itself, the class-specific settings that matter
 written to a small recipe next to ``tokenizer.json``, but only after the fast
 tokenizer built from it was checked to encode, decode and pad exactly like the slow
 one. A folder without a recipe, or whose recipe does not load, takes the slow path.
+
+The recipe also names a compact copy of ``tokenizer.json`` (no indentation; BPE merges
+as ``"a b"`` strings, when no merge part holds a space) that the Rust parser reads
+faster: 0.55 s instead of 0.97 s for Gemma-3's 514,906 merges. The same equivalence
+check is made on the tokenizer built from that copy.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import Any
 from factscope.io_utils import atomic_write_text
 
 RECIPE_FILE = "factscope-tokenizer.json"
-_RECIPE_VERSION = 1
+COMPACT_FILE = "factscope-tokenizer.compact.json"
+_RECIPE_VERSION = 2
 _TOKENIZER_FILE = "tokenizer.json"
 _SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token", "cls_token")
 # Texts on which the fast tokenizer must agree with the slow one before a recipe is written.
@@ -39,12 +45,13 @@ _PROBE_TEXTS = (
 )
 
 
-def recipe_of(tokenizer: Any) -> dict[str, Any]:
+def recipe_of(tokenizer: Any, tokenizer_file: str = _TOKENIZER_FILE) -> dict[str, Any]:
     """The settings of ``tokenizer`` that a :class:`PreTrainedTokenizerFast` needs to behave like it."""
     specials = {key: str(getattr(tokenizer, key)) for key in _SPECIAL_KEYS if getattr(tokenizer, key, None) is not None}
     extra = [str(t) for t in getattr(tokenizer, "additional_special_tokens", None) or []]
     return {
         "version": _RECIPE_VERSION,
+        "tokenizer_file": tokenizer_file,
         "specials": specials,
         "additional_special_tokens": extra,
         "padding_side": tokenizer.padding_side,
@@ -62,7 +69,7 @@ def _from_recipe(folder: Path, recipe: dict[str, Any]) -> Any:
         kwargs["additional_special_tokens"] = list(recipe["additional_special_tokens"])
     if recipe["model_max_length"] is not None:
         kwargs["model_max_length"] = recipe["model_max_length"]
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / _TOKENIZER_FILE),
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / recipe["tokenizer_file"]),
                                         padding_side=recipe["padding_side"],
                                         truncation_side=recipe["truncation_side"], **kwargs)
     if recipe["chat_template"] is not None:
@@ -77,7 +84,14 @@ def _read_recipe(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(recipe, dict) or recipe.get("version") != _RECIPE_VERSION:
         return None
+    if recipe.get("tokenizer_file") not in (_TOKENIZER_FILE, COMPACT_FILE):
+        return None
     return recipe
+
+
+def has_current_recipe(folder: Path) -> bool:
+    """Whether ``folder`` holds a recipe this factscope reads (else the next load writes one)."""
+    return _read_recipe(Path(folder)) is not None
 
 
 def load_cached_tokenizer(folder: Path) -> Any:
@@ -85,7 +99,7 @@ def load_cached_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     recipe = _read_recipe(folder)
-    if recipe is not None and (folder / _TOKENIZER_FILE).is_file():
+    if recipe is not None and (folder / recipe["tokenizer_file"]).is_file():
         try:
             return _from_recipe(folder, recipe)
         except Exception:  # an unusable recipe only costs the slow load
@@ -113,18 +127,47 @@ def behaviour_of(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def write_recipe_if_equivalent(folder: Path, tokenizer: Any) -> bool:
-    """Write ``folder``'s recipe when the fast tokenizer built from it behaves exactly like ``tokenizer``."""
-    if not (folder / _TOKENIZER_FILE).is_file():
-        return False
-    recipe = recipe_of(tokenizer)
+def compact_tokenizer_json(text: str) -> str:
+    """``tokenizer.json``'s text without indentation and with BPE merges as ``"a b"`` strings where that is exact."""
+    spec = json.loads(text)
+    model = spec.get("model") or {}
+    merges = model.get("merges")
+    if model.get("type") == "BPE" and isinstance(merges, list) and all(
+            isinstance(m, list) and len(m) == 2 and " " not in m[0] + m[1] for m in merges):
+        model["merges"] = [f"{a} {b}" for a, b in merges]
+    return json.dumps(spec, ensure_ascii=False, separators=(",", ":"))
+
+
+def _same_behaviour(folder: Path, recipe: dict[str, Any], tokenizer: Any, expected: dict[str, Any]) -> bool:
     try:
         fast = _from_recipe(folder, recipe)
-        same = behaviour_of(fast) == behaviour_of(tokenizer) and fast.get_vocab() == tokenizer.get_vocab()
+        return behaviour_of(fast) == expected and fast.get_vocab() == tokenizer.get_vocab()
     except Exception:
         return False
-    if not same:
+
+
+def write_recipe_if_equivalent(folder: Path, tokenizer: Any) -> bool:
+    """Write ``folder``'s recipe when the fast tokenizer built from it behaves exactly like ``tokenizer``.
+
+    The recipe points at the compact copy when that one passes the check too, else at ``tokenizer.json``.
+    """
+    source = folder / _TOKENIZER_FILE
+    if not source.is_file():
         return False
+    expected = behaviour_of(tokenizer)
+    recipe = None
+    try:
+        atomic_write_text(folder / COMPACT_FILE, compact_tokenizer_json(source.read_text(encoding="utf-8")))
+        compact = recipe_of(tokenizer, COMPACT_FILE)
+        if _same_behaviour(folder, compact, tokenizer, expected):
+            recipe = compact
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass  # no compact copy: the plain file may still do
+    if recipe is None:
+        plain = recipe_of(tokenizer)
+        if not _same_behaviour(folder, plain, tokenizer, expected):
+            return False
+        recipe = plain
     try:
         atomic_write_text(folder / RECIPE_FILE, json.dumps(recipe, indent=1))
     except OSError:

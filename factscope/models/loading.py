@@ -31,7 +31,7 @@ from factscope.paths import cache_dir  # noqa: F401  (re-exported: factscope.mod
 from factscope.io_utils import locked_temp_dir, read_json_cache, remove_stale_temp_dirs, write_json_cache
 from factscope.models.adapter import FINGERPRINT_VERSION, ModelAdapter, parameters_sha256, tokenizer_identity
 from factscope.models.architectures import ArchitectureSpec
-from factscope.models.fast_tokenizer import RECIPE_FILE, load_cached_tokenizer, write_recipe_if_equivalent
+from factscope.models.fast_tokenizer import COMPACT_FILE, RECIPE_FILE, has_current_recipe, load_cached_tokenizer, write_recipe_if_equivalent
 from factscope.models.file_hash import file_identity, file_sha256
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def _load_converted(gguf: Path, folder: Path, dtype: Any, device_map: Any) -> tu
         shutil.rmtree(folder, ignore_errors=True)
         _convert_gguf(gguf, folder)
         loaded = _from_folder(folder, dtype or torch.float32, device_map, converted=True)
-    if not (folder / RECIPE_FILE).exists():  # converted by an older factscope: verify once, load fast from now on
+    if not has_current_recipe(folder):  # converted by an older factscope: verify once, load fast from now on
         write_recipe_if_equivalent(folder, loaded[1])
     return loaded
 
@@ -341,7 +341,7 @@ def _memoised_weights_hash(model: Any, folder: Path | None) -> str:
 def _is_tokenizer_file(path: Path) -> bool:
     name = path.name
     return (name.startswith(("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "chat_template"))
-            or path.suffix == ".model" or name == RECIPE_FILE)
+            or path.suffix == ".model" or name in (RECIPE_FILE, COMPACT_FILE))
 
 
 def _memoised_tokenizer_identity(tokenizer: Any, folder: Path | None) -> str:
