@@ -244,6 +244,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("evaluate-shard-out-of-range", [*EVAL, "--out", "{root}/e", "--shard", "3/2", *G], "K must be 0..N-1"),
     ("evaluate-shard-not-k-of-n", [*EVAL, "--out", "{root}/e", "--shard", "half", *G], "--shard expects K/N"),
     ("evaluate-shard-sequential", [*EVAL, "--out", "{root}/e", "--shard", "0/2", "--mode", "sequential", *G], "cannot be split"),
+    ("reproduce-shard-out-of-range", ["reproduce", "--out", "{root}/r", "--shard", "2/2"], "K must be 0..N-1"),
     ("trace-dataset-shard-out-of-range", ["trace-dataset", "--data", "{knowns_json}", "--out", "{root}/t", "--shard", "2/2", *G], "K must be 0..N-1"),
     ("merge-not-a-run", ["merge", "{missing}"], "not a run folder"),
     ("covariance-bad-site", ["covariance", "--layer", "1", "--site", "x", *G], "--site must be"),

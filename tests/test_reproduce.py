@@ -209,3 +209,43 @@ def test_bad_input():
         TINY.override(["sweep_layers=[2.5]"])
     with pytest.raises(FileNotFoundError):
         DataFiles.from_dir("/nonexistent")
+
+
+def _results_without_times(out: Path) -> dict[str, dict]:
+    from dataclasses import asdict
+
+    return {name: {k: v for k, v in asdict(ArtefactResult.load(out / name)).items() if k != "seconds"} for name in STEPS}
+
+
+def test_two_shares_give_the_one_process_results(setup, tmp_path):
+    """--shard 0/2 and 1/2 split the artefacts by work group; the last share writes the report; results as one process."""
+    from factscope.parallel.ranks import Shard
+    from factscope.reproduce.shares import WORK_GROUPS
+
+    adapter, data, _out, _report, _greedy, _cache = setup
+    whole = reproduce(adapter, tmp_path / "whole", data=data, sizes=TINY, command="test", progress=False)
+    split = tmp_path / "split"
+    first = reproduce(adapter, split, data=data, sizes=TINY, command="test", progress=False, shard=Shard(0, 2))
+    assert first is None and not (split / "report.md").exists()
+    done_first = {n for n in STEPS if (split / n / "result.json").is_file()}
+    assert done_first and done_first != set(STEPS)
+    assert all(set(g) <= done_first or not set(g) & done_first for g in WORK_GROUPS)  # groups stay whole
+    second = reproduce(adapter, split, data=data, sizes=TINY, command="test", progress=False, shard=Shard(1, 2))
+    assert second == split / "report.md" and second.is_file()
+    assert _results_without_times(split) == _results_without_times(whole.parent)
+    run = json.loads((split / "run.json").read_text())
+    assert set(run["seconds"]) == set(STEPS)  # each share's timings reach the report
+
+
+def test_artefact_shares_cover_every_artefact_once():
+    from factscope.parallel.ranks import Shard
+    from factscope.reproduce.shares import artefact_share, assign_groups, work_groups
+
+    names = list(STEPS)
+    cost = {n: float(i + 1) for i, n in enumerate(names)}
+    for count in (1, 2, 3, 5, 12):
+        shares = [artefact_share(names, Shard(k, count), cost) for k in range(count)]
+        assert sorted(n for s in shares for n in s) == sorted(names)
+    groups = work_groups(["pmet_fig2", "rets_fig2", "rets_table1"])
+    assert groups == [["pmet_fig2"], ["rets_fig2", "rets_table1"]]
+    assert assign_groups([["a"], ["b"], ["c"]], 2, {"a": 5.0, "b": 3.0, "c": 3.0}) == [["a"], ["b", "c"]]

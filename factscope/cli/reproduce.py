@@ -6,6 +6,7 @@ Usage::
     factscope reproduce --standard --out docs/reproduction/standard      # every claim sized to be decided (~5 h CPU)
     factscope reproduce --full --out reports/full --data-dir ../shared/data   # paper-like sizes (hours)
     factscope reproduce --quick --out reports/q --sizes lens_facts=80 --only rets_table1,rets_fig2
+    factscope reproduce --standard --out R --shard 0/2 & factscope reproduce --standard --out R --shard 1/2
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import check_output_dir, fail, load_adapter, set_threads
+from factscope.cli._ranks import join_ranks, shard_or_exit
+from factscope.cli.common import check_output_dir, fail, load_adapter
 from factscope.cli.options import ModelSpec, ThreadsOption, model_options
+
+ReproShardOption = Annotated[Optional[str], typer.Option(
+    "--shard", help="K/N: run share K (0-based) of N of the artefacts (whole work groups, balanced by cost); "
+    "the share that finishes last writes the report. Under torchrun the rank and world size choose the share.")]
 
 GPU_EDIT_GROUP = 8  # single edits computed together on a GPU (docs/evaluation.md ran the perspectives with --group 8)
 
@@ -37,6 +43,7 @@ def reproduce(
     threads: ThreadsOption = None,  # default: the preset's (1)
     seed: Annotated[int, typer.Option(help="Seed for noise, sampling and relation choice.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    shard: ReproShardOption = None,
     model: ModelSpec = ModelSpec(),
 ) -> None:
     """Run every artefact of SPEC §6 (resumable) and write OUT/report.md."""
@@ -57,21 +64,27 @@ def reproduce(
     steps = [s.strip() for s in only.split(",") if s.strip()] if only else None
     if steps and any(s not in STEPS for s in steps):
         fail(f"--only names unknown artefacts; available: {', '.join(STEPS)}.")
-    set_threads(threads or chosen.threads)
-    try:  # one reproduction per report folder at a time
-        lock = FolderLock(out, "--out folder").acquire()
+    share = shard_or_exit(shard)
+    # One reproduction per report folder (per share of it) at a time.
+    folder, what = (out, "--out folder") if share.whole else (out / "_work" / "shares" / share.name, f"--out folder's share {share}")
+    try:
+        lock = FolderLock(folder, what).acquire()
     except (LockedError, OSError) as err:
         fail(str(err))
         return
+    ranks, model = join_ranks(share, model, threads or chosen.threads)
     try:
         adapter = load_adapter(model)
         if adapter.device.type == "cuda" and not any(item.partition("=")[0].strip() == "edit_group" for item in sizes):
             chosen = replace(chosen, edit_group=GPU_EDIT_GROUP)  # independent edits together pay on a GPU only
         command = "factscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed)
+        report = run(adapter, out, data=data, sizes=chosen, command=command, steps=steps, progress=not quiet, seed=seed,
+                     shard=None if share.whole else share)
     finally:
         lock.release()
-    typer.echo(f"wrote {report}")
+        ranks.close()
+    if report is not None:
+        typer.echo(f"wrote {report}")
 
 
 def register(app: typer.Typer) -> None:

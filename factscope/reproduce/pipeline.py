@@ -7,6 +7,8 @@ Usage::
 
 A step whose ``out/<artefact>/result.json`` exists is skipped, so an interrupted run
 resumes; the partially done work inside a step (traces, evaluation cases) resumes too.
+With ``shard=Shard(k, n)`` the call runs only share k of the artefacts
+(:mod:`factscope.reproduce.shares`); whichever share finishes last writes the report.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from importlib import metadata
 from pathlib import Path
 
 from factscope.models.adapter import ModelAdapter
+from factscope.parallel.filelock import waiting_lock
+from factscope.parallel.ranks import Shard
 from factscope.reproduce import batch, editing, lens, tracing
 from factscope.reproduce.artefact import StepFn, is_complete, run_step
 from factscope.reproduce.context import DataFiles, ReproContext
 from factscope.reproduce.cost import estimate, format_seconds
 from factscope.reproduce.report import write_report
+from factscope.reproduce.shares import artefact_share
 from factscope.reproduce.sizes import Sizes
 from factscope.io_utils import atomic_write_text
 
@@ -107,8 +112,13 @@ def reproduce(
     steps: Sequence[str] | None = None,
     progress: bool = True,
     seed: int = 0,
-) -> Path:
-    """Run the chosen (default: all) steps into ``out`` and write ``out/report.md``; returns its path."""
+    shard: Shard | None = None,
+) -> Path | None:
+    """Run the chosen (default: all) steps into ``out`` and write ``out/report.md``; returns its path.
+
+    With ``shard``: this share's artefacts only; the report is written (and its path returned)
+    by the call that finds every chosen artefact complete, else ``None``.
+    """
     names = list(steps) if steps else list(STEPS)
     unknown = [n for n in names if n not in STEPS]
     if unknown:
@@ -117,9 +127,13 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = ReproContext(adapter, out, data, sizes, progress=progress, seed=seed)
-    timings_path = out / "timings.json"
-    seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    share = shard or Shard()
+    timings_path = out / "timings.json" if share.whole else out / "_work" / "shares" / share.name / "timings.json"
+    seconds: dict[str, float] = _read_timings(timings_path)
     planned = {k: v[2] for k, v in estimate(sizes, adapter.n_layers, reused_layers=_reused_layers(adapter, sizes)).items()}
+    chosen, names = names, (names if share.whole else artefact_share(names, share, planned))
+    if progress and not share.whole:
+        print(f"[reproduce] share {share}: {', '.join(names) or 'nothing (more shares than work groups)'}", flush=True)
     eta = _Eta({n: planned[n] for n in names if not is_complete(out / n)})
     start = time.perf_counter()
     results = []
@@ -130,12 +144,16 @@ def reproduce(
         result, computed = run_step(ctx, name, STEPS[name])
         if computed:
             seconds[name] = time.perf_counter() - t0
+            timings_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(timings_path, json.dumps(seconds, indent=1))
             eta.done(name, seconds[name])
         if progress:
             print(f"[reproduce] {i}/{len(names)} {name}: {'done' if computed else 'already complete'} "
                   f"({seconds.get(name, result.seconds):.0f} s){eta.after()}", flush=True)
         results.append(result)
+    if not share.whole:
+        return _report_when_complete(adapter, out, data=data, sizes=sizes, command=command, steps=chosen,
+                                     progress=progress, seed=seed)
     # Every data file a step may read is named, including those read by skipped (complete) steps.
     data.used |= {"knowns", "attributes", "counterfact", "corpus"}
     if sizes.batch_cases > 500 and data.counterfact_flat is not None:
@@ -149,7 +167,7 @@ def reproduce(
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "sizes": sizes.to_dict(),
         "data_sha256": data.sha256(),
-        "seconds": seconds,
+        "seconds": {**_share_timings(out), **seconds},
         "estimated_seconds": planned,
         "not_run": [n for n in STEPS if n not in names],
         "total_seconds": time.perf_counter() - start,
@@ -157,3 +175,27 @@ def reproduce(
     }
     atomic_write_text(out / "run.json", json.dumps(header, indent=1))
     return write_report(out, results, header)
+
+
+def _read_timings(path: Path) -> dict[str, float]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _share_timings(out: Path) -> dict[str, float]:
+    """Wall seconds per artefact recorded by the shares of split runs into ``out``."""
+    merged: dict[str, float] = {}
+    for path in sorted((out / "_work" / "shares").glob("*/timings.json")):
+        merged.update(_read_timings(path))
+    return merged
+
+
+def _report_when_complete(adapter: ModelAdapter, out: Path, *, steps: list[str], **kwargs: object) -> Path | None:
+    """The report, written once every chosen artefact is complete (by the share that finishes last)."""
+    with waiting_lock(out / "_work" / "shares" / "report.lock"):  # two shares finishing together write it in turn
+        missing = [n for n in steps if not is_complete(out / n)]
+        if missing:
+            if kwargs.get("progress"):
+                print(f"[reproduce] this share is done; the report waits for {', '.join(missing)} "
+                      f"(other shares; rerun without --shard to write it once they are complete)", flush=True)
+            return None
+        return reproduce(adapter, out, steps=steps, **kwargs)  # type: ignore[arg-type]
