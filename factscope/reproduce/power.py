@@ -35,6 +35,7 @@ CAP = 1000  # largest n considered affordable for one claim on the 2-core CPU
 MIN_KNOCKOUT = 10  # as factscope.reproduce.lens (imported lazily there; kept equal, see the test)
 EVAL_MD = "docs/evaluation.md, 200 single edits (editor defaults)"
 PERSPECTIVE_MD = "docs/evaluation.md, seed 001 perspectives, 100 cases"
+KN_MEND_MD = "docs/evaluation.md, KN (bare prompt) and MEND, 100 cases per perspective"
 BATCH_MD = "docs/evaluation.md, 1,000-fact batch"
 QUICK_MD = "docs/reproduction/quick (n = 2-40)"
 
@@ -123,6 +124,14 @@ PLANS: tuple[Plan, ...] = (
           (0.0, 0.0), (0.0, 0.0), 100, PERSPECTIVE_MD),
     _pair("seed001_tables12", "perspective_cases", "ROME / MEMIT relation edits: relation Reliability > entity Reliability (0 vs 1)",
           (0.0, 0.0), (0.01, 0.02), 100, PERSPECTIVE_MD),
+    _pair("seed001_tables12", "perspective_cases", "KN relation edits: relation Reliability > entity Reliability (6 vs 0)",
+          (0.06, 0.047), (0.0, 0.0), 100, KN_MEND_MD),
+    _pair("seed001_tables12", "perspective_cases", "KN entity edits: relation Generality < entity Generality (0 vs 3)",
+          (0.0, 0.0), (0.03, 0.034), 100, KN_MEND_MD),
+    _pair("seed001_tables12", "perspective_cases", "MEND relation edits: relation Reliability > entity Reliability (13 vs 1)",
+          (0.13, 0.067), (0.01, 0.02), 100, KN_MEND_MD),
+    _pair("seed001_tables12", "perspective_cases", "MEND entity edits: relation Generality < entity Generality (0 vs 33)",
+          (0.0, 0.0), (0.33, 0.079), 100, KN_MEND_MD),
     _pair("pmet_table1", "batch_cases", "Efficacy PMET ≥ MEMIT", (0.682, 0.029), (0.787, 0.025), 1000, BATCH_MD),
     _pair("pmet_table1", "batch_cases", "Generalization PMET ≥ MEMIT", (0.609, 0.030), (0.713, 0.028), 1000, BATCH_MD),
     _pair("pmet_table1", "batch_cases", "Specificity PMET ≤ MEMIT", (0.666, 0.029), (0.651, 0.030), 1000, BATCH_MD),
@@ -144,6 +153,9 @@ PLANS: tuple[Plan, ...] = (
 BEYOND_BUDGET = {
     "FT-L entity edits: relation Generality < entity Generality (0 vs 0)": "no n: both sides are 0",
     "ROME / MEMIT relation edits: relation Reliability > entity Reliability (0 vs 1)": "needs 613 cases per run",
+    "KN relation edits: relation Reliability > entity Reliability (6 vs 0)": "needs 96 cases per run",
+    "KN entity edits: relation Generality < entity Generality (0 vs 3)": "needs 199 cases per run",
+    "MEND relation edits: relation Reliability > entity Reliability (13 vs 1)": "needs 55 cases per run",
     "Specificity PMET ≤ MEMIT": "no n ≤ 1000: 1.5-point gap",
     "even spread lowers Generalization (paper −9.4 pp on our PMET's 60.9)": "needs 334 facts per batch; Table 3 shares Table 1's 250",
     "even spread raises Specificity (paper +2.1 pp on our 66.6)": "no n ≤ 1000",
