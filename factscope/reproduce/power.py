@@ -124,6 +124,8 @@ PLANS: tuple[Plan, ...] = (
           (0.0, 0.0), (0.0, 0.0), 100, PERSPECTIVE_MD),
     _pair("seed001_tables12", "perspective_cases", "ROME / MEMIT relation edits: relation Reliability > entity Reliability (0 vs 1)",
           (0.0, 0.0), (0.01, 0.02), 100, PERSPECTIVE_MD),
+    _pair("seed001_tables12", "perspective_cases", "FT-L relation edits: relation Reliability > entity Reliability (0 vs 0)",
+          (0.0, 0.0), (0.0, 0.0), 100, PERSPECTIVE_MD),
     _pair("seed001_tables12", "perspective_cases", "KN relation edits: relation Reliability > entity Reliability (6 vs 0)",
           (0.06, 0.047), (0.0, 0.0), 100, KN_MEND_MD),
     _pair("seed001_tables12", "perspective_cases", "KN entity edits: relation Generality < entity Generality (0 vs 3)",
@@ -153,6 +155,7 @@ PLANS: tuple[Plan, ...] = (
 BEYOND_BUDGET = {
     "FT-L entity edits: relation Generality < entity Generality (0 vs 0)": "no n: both sides are 0",
     "ROME / MEMIT relation edits: relation Reliability > entity Reliability (0 vs 1)": "needs 613 cases per run",
+    "FT-L relation edits: relation Reliability > entity Reliability (0 vs 0)": "no n: both sides are 0",
     "KN relation edits: relation Reliability > entity Reliability (6 vs 0)": "needs 96 cases per run",
     "KN entity edits: relation Generality < entity Generality (0 vs 3)": "needs 199 cases per run",
     "MEND relation edits: relation Reliability > entity Reliability (13 vs 1)": "needs 55 cases per run",

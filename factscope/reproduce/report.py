@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from factscope.reproduce.artefact import ArtefactResult
+from factscope.reproduce.power import BEYOND_BUDGET, PLANS, required_n
 from factscope.reproduce.verdicts import RULE, tally
 from factscope.io_utils import atomic_write_text
 
@@ -63,6 +64,8 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
               f"{counts['inconclusive']} |", "",
               "*Estimate:* units × seconds per unit of the cost model (`factscope.reproduce.cost`, measured on the "
               "2-core development CPU); see docs/reproduction.md.", ""]
+    if counts["inconclusive"] and header.get("sizes", {}).get("name") == "standard":
+        lines += _beyond_budget_section()
     if header.get("not_run"):
         left = sum(planned.get(n, 0.0) for n in header["not_run"])
         lines += [f"**Not run yet in this report** (its claims are not counted above; estimate {left:.0f} s): "
@@ -81,6 +84,19 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
             lines += [f"| {_esc(c.claim)} | {_esc(c.paper)} | {_esc(c.ours)} | **{_esc(c.verdict)}** | {_why(c)} |" for c in r.claims]
             lines.append("")
     return "\n".join(lines)
+
+
+def _beyond_budget_section() -> list[str]:
+    """The claims the standard preset is not sized to decide, with the n each needs (reproduce/power.py)."""
+    lines = ["**Claims the standard preset is not sized to decide** (power calculation, docs/reproduction.md): "
+             "an inconclusive verdict above is expected for these.", "",
+             "| Artefact | Claim (as planned) | Required n | Why not in the standard run |", "|---|---|---|---|"]
+    for plan in PLANS:
+        if plan.claim in BEYOND_BUDGET:
+            n = required_n(plan)
+            lines.append(f"| `{plan.artefact}` | {_esc(plan.claim)} | {n if n is not None else '> 1000'} | "
+                         f"{_esc(BEYOND_BUDGET[plan.claim])} |")
+    return lines + [""]
 
 
 def write_report(out: Path, results: Sequence[ArtefactResult], header: dict[str, Any]) -> Path:
