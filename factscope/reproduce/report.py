@@ -65,7 +65,7 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
               "*Estimate:* units × seconds per unit of the cost model (`factscope.reproduce.cost`, measured on the "
               "2-core development CPU); see docs/reproduction.md.", ""]
     if counts["inconclusive"] and header.get("sizes", {}).get("name") == "standard":
-        lines += _beyond_budget_section()
+        lines += _beyond_budget_section({r.name for r in results})
     if header.get("not_run"):
         left = sum(planned.get(n, 0.0) for n in header["not_run"])
         lines += [f"**Not run yet in this report** (its claims are not counted above; estimate {left:.0f} s): "
@@ -86,13 +86,13 @@ def render_report(results: Sequence[ArtefactResult], header: dict[str, Any]) -> 
     return "\n".join(lines)
 
 
-def _beyond_budget_section() -> list[str]:
-    """The claims the standard preset is not sized to decide, with the n each needs (reproduce/power.py)."""
+def _beyond_budget_section(artefacts: set[str]) -> list[str]:
+    """The claims of ``artefacts`` the standard preset is not sized to decide, with the n each needs (reproduce/power.py)."""
     lines = ["**Claims the standard preset is not sized to decide** (power calculation, docs/reproduction.md): "
              "an inconclusive verdict above is expected for these.", "",
              "| Artefact | Claim (as planned) | Required n | Why not in the standard run |", "|---|---|---|---|"]
     for plan in PLANS:
-        if plan.claim in BEYOND_BUDGET:
+        if plan.claim in BEYOND_BUDGET and plan.artefact in artefacts:
             n = required_n(plan)
             lines.append(f"| `{plan.artefact}` | {_esc(plan.claim)} | {n if n is not None else '> 1000'} | "
                          f"{_esc(BEYOND_BUDGET[plan.claim])} |")
