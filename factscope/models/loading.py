@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import save_file
 
+from factscope.gc_control import paused_gc
 from factscope.paths import cache_dir  # noqa: F401  (re-exported: factscope.models.cache_dir)
 from factscope.io_utils import locked_temp_dir, read_json_cache, remove_stale_temp_dirs, write_json_cache
 from factscope.models.adapter import FINGERPRINT_VERSION, ModelAdapter, parameters_sha256, tokenizer_identity
@@ -273,6 +274,7 @@ def _check_model_folder(path: Path) -> None:
                              "save the tokenizer next to the model.")
 
 
+@paused_gc()  # the load allocates millions of lasting objects: see factscope.gc_control
 def load_model(
     name_or_path: str | None = None,
     *,
