@@ -80,6 +80,15 @@ def test_the_console_script_prints_everything_runs_atexit_and_keeps_the_exit_cod
     assert bad.stderr.startswith("error: ")
 
 
+def test_a_profiled_command_still_writes_its_profile(tiny_model_dir: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "predict.prof"
+    env = {"FACTSCOPE_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "factscope", "predict", "ab",
+                           "--k", "2", "--model", str(tiny_model_dir)], capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr
+    assert profile.stat().st_size > 0
+
+
 def test_the_exit_waits_for_a_live_thread(tmp_path: Path) -> None:
     code = ("import threading, time\n"
             "from factscope.cli import _exit_now\n"

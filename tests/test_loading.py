@@ -112,3 +112,24 @@ def test_a_converted_tokenizer_adds_bos_as_the_gguf_says(tmp_path: Path, flag: b
     untouched = SimpleNamespace(add_bos_token=True)
     loading._match_gguf_bos(untouched, silent)
     assert untouched.add_bos_token is True
+
+
+def test_a_conversion_leaves_its_weights_hash_memoised_at_the_final_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         isolated_cache: Path) -> None:
+    """The weights are hashed in the temporary folder; after the rename the next load must not read them again."""
+    import hashlib
+    import json
+
+    import transformers
+
+    from factscope.models.file_hash import file_identity
+
+    model, tokenizer = tiny_model("llama")
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: model)
+    folder = isolated_cache / "models" / "tiny"
+    loading._convert_gguf(_gguf_with_flag(tmp_path / "m.gguf", False), folder)
+    weights = folder / "model.safetensors"
+    memo = json.loads(loading._hash_memo().read_text())
+    assert memo[file_identity(weights)] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert loading._conversion_problem(folder) is None

@@ -100,10 +100,11 @@ def _exit_now(code: int) -> None:
     matters still happens: atexit handlers run (logging's flush, multiprocessing's
     cleanup) and standard streams are flushed; files the commands write are closed by
     their ``with`` blocks. A process with other live non-daemon threads exits normally,
-    since a normal exit waits for them.
+    since a normal exit waits for them, and so does one run under a profiler or tracer
+    (``python -m cProfile -o F -m factscope ...`` writes F after the command returns).
     """
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if others:
+    if others or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

@@ -33,7 +33,7 @@ from factscope.io_utils import locked_temp_dir, read_json_cache, remove_stale_te
 from factscope.models.adapter import FINGERPRINT_VERSION, ModelAdapter, parameters_sha256, tokenizer_identity
 from factscope.models.architectures import ArchitectureSpec
 from factscope.models.fast_tokenizer import COMPACT_FILE, RECIPE_FILE, has_current_recipe, load_cached_tokenizer, write_recipe_if_equivalent
-from factscope.models.file_hash import file_identity, file_sha256
+from factscope.models.file_hash import file_identity, file_sha256, remember_sha256
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,7 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
+    remember_sha256(folder / _WEIGHTS_FILE, weights_sha256, _hash_memo())  # the next load need not read 1 GB again
 
 
 def _from_folder(folder: Path | str, dtype: Any, device_map: Any, *, converted: bool = False,
