@@ -66,6 +66,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write("unknown.yaml", "no_such_field: 1\n")
     write("plain.txt", "just text")
     write("bad_corpus.jsonl", "not json\n")
+    write("no_text_corpus.jsonl", '{"title": "only a title"}\n')
+    write("blank.txt", "\n\n  \n")
     write("attributes.json", '{"P103": ["French"]}')
     write("knowns.json", json.dumps([{"known_id": 0, "subject": "France", "attribute": "Paris", "template": "The capital of {} is",
                                       "prediction": " Paris", "prompt": "The capital of France is", "relation_id": "P36"}]))
@@ -150,6 +152,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("evaluate-set-old-docstring-key", ["evaluate", "--editor", "rets", "--out", "{root}/e", "--set", "subject_constraints=false", *G],
      "Unknown RETSHyperParams field(s): subject_constraints"),
     ("edit-corpus-missing", [*EDIT, "--corpus", "{missing}.jsonl", *G], "--corpus"),
+    ("edit-corpus-not-json", [*EDIT, "--corpus", "{bad_corpus_jsonl}", *G], "bad_corpus.jsonl:1: Expecting value"),
     ("edit-save-is-folder", [*EDIT, "--save", "{empty_dir}", *G], "is a folder"),
     ("edit-save-under-file", [*EDIT, "--save", "{file}/d.safetensors", *G], "not a folder"),
     ("edit-save-unwritable", [*EDIT, "--save", "/proc/factscope-x/d.safetensors", *G], "cannot write"),
@@ -224,6 +227,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("evaluate-none-with-hparams", ["evaluate", "--editor", "none", "--out", "{root}/e", "--set", "layer=1", *G], "takes no hyperparameters"),
     ("evaluate-unknown-editor", ["evaluate", "--editor", "nope", "--out", "{root}/e", *G], "Unknown editor"),
     ("evaluate-corpus-missing", ["evaluate", "--editor", "rome", "--out", "{root}/e", "--corpus", "{missing}.jsonl", *G], "--corpus"),
+    ("evaluate-set-corpus-missing", [*EVAL, "--out", "{root}/e", "--set", "corpus={missing}.jsonl", *G],
+     "error: --set corpus: "),
+    ("evaluate-set-corpus-without-text-field", [*EVAL, "--out", "{root}/e", "--set", "corpus={no_text_corpus_jsonl}", *G],
+     "no_text_corpus.jsonl:1: record has no string field 'text'"),
     ("evaluate-corpus-bad", ["evaluate", "--editor", "rome", "--out", "{root}/e2", "--corpus", "{bad_corpus_jsonl}", "--n", "1", *G], "bad_corpus.jsonl"),
     ("evaluate-out-is-file", [*EVAL, "--out", "{file}", *G], "is a file"),
     ("evaluate-out-unwritable", [*EVAL, "--out", "/proc/factscope-x/run", *G], "cannot write"),
@@ -250,6 +257,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("covariance-bad-site", ["covariance", "--layer", "1", "--site", "x", *G], "--site must be"),
     ("covariance-layer-out-of-range", ["covariance", "--layer", "99", *G], "out of range"),
     ("covariance-corpus-missing", ["covariance", "--layer", "1", "--corpus", "{missing}.jsonl", *G], "--corpus"),
+    ("covariance-corpus-blank", ["covariance", "--layer", "1", "--corpus", "{blank_txt}", *G], "blank.txt contains no text"),
 ]
 
 

@@ -143,6 +143,22 @@ def check_input_file(path: Path | None, option: str) -> Path | None:
     return path
 
 
+def check_corpus_file(path: Path | None, option: str = "--corpus") -> Path | None:
+    """Exit unless ``path`` is a corpus for key statistics whose every record reads and which holds some text."""
+    from factscope.edit.corpus import CorpusError, TextFileCorpus
+
+    if check_input_file(path, option) is None:
+        return None
+    try:
+        has_text = any(text.strip() for text in list(TextFileCorpus(path).texts()))
+    except (CorpusError, UnicodeDecodeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        fail(f"{option} {err}" if str(path) in str(err) else f"{option} {path}: {err}")
+        return None
+    if not has_text:
+        fail(f"{option} {path} contains no text.")
+    return path
+
+
 def check_hparams_file(path: Path | None, option: str = "--hparams") -> Path | None:
     """Exit unless ``path`` is a readable YAML (``.yaml``/``.yml``) or JSON file holding a mapping."""
     if path is None:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from factscope.cli.common import check_input_file, fail, load_adapter, set_threads
+from factscope.cli.common import check_corpus_file, fail, load_adapter, set_threads
 from factscope.cli.options import CorpusOption, ModelOption, ThreadsOption
 from factscope.cli.probes import Probe, example_facts, measure, print_comparison
 
@@ -135,7 +135,7 @@ def demo(
 
     start = time.perf_counter()
     fact = _pick(case)
-    check_input_file(corpus, "--corpus")
+    check_corpus_file(corpus)
     set_threads(threads)
     adapter = load_adapter(model)
     rw = fact["requested_rewrite"]

@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from factscope.cli.common import (
+    check_corpus_file,
     check_input_file,
     check_output_dir,
     check_output_file,
@@ -75,7 +76,7 @@ def edit_cmd(
     spec = check_editor(editor)
     overrides = editor_overrides(spec, sets, hparams)  # every key and value checked before the model loads
     layer_value = parse_layer(layer)
-    check_input_file(corpus, "--corpus")
+    check_corpus_file(corpus)
     check_output_file(save, "--save")  # before the edit is computed
     for text, option in ((prompt, "--prompt"), (subject, "--subject"), (target, "--target")):
         if not text.strip():

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from factscope.cli.common import check_hparams_file, check_layer_index, fail
+from factscope.cli.common import check_corpus_file, check_hparams_file, check_layer_index, fail
 from factscope.models.adapter import ModelAdapter
 
 if TYPE_CHECKING:  # the editors load when a command needs one, not on every `factscope` start-up
@@ -69,6 +69,9 @@ def editor_overrides(editor: Editor, items: list[str], hparams: Path | None, opt
             f"--hparams {hparams}" if hparams is not None else option)
         fail(f"{source}: {err}")
         raise
+    corpus = overrides.get("corpus")
+    if corpus is not None and corpus != "generated":  # a run option, so no hyperparameter check has seen it
+        check_corpus_file(Path(str(corpus)), f"{option} corpus:")
     return overrides
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from factscope.cli.common import ModelSpec, check_input_file, fail, load_adapter, model_options, parse_layer
+from factscope.cli.common import ModelSpec, check_corpus_file, fail, load_adapter, model_options, parse_layer
 
 
 @model_options()
@@ -36,7 +36,7 @@ def covariance(
         fail(f"--site must be mlp_key or attn_key, got {site!r}.")
     if accumulate not in ("float64", "float32"):
         fail(f"--accumulate must be float64 or float32, got {accumulate!r}.")
-    check_input_file(corpus, "--corpus")
+    check_corpus_file(corpus)
     layers = [parse_layer(value, "--layer") for value in layer]
     if any(not isinstance(l, int) for l in layers):
         fail("--layer takes layer indices (integers).")
