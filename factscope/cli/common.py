@@ -149,8 +149,10 @@ def check_corpus_file(path: Path | None, option: str = "--corpus") -> Path | Non
 
     if check_input_file(path, option) is None:
         return None
+    has_text = False
     try:
-        has_text = any(text.strip() for text in list(TextFileCorpus(path).texts()))
+        for text in TextFileCorpus(path).texts():  # every record, so a bad line fails here and not mid-run
+            has_text = has_text or bool(text.strip())
     except (CorpusError, UnicodeDecodeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         fail(f"{option} {err}" if str(path) in str(err) else f"{option} {path}: {err}")
         return None
