@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -43,6 +44,8 @@ def test_standard_meets_power_calculation():
         n = required_n(plan)
         if plan.claim in BEYOND_BUDGET:
             assert n is None or n > _size(plan.size), f"{plan.claim}: fits after all (n = {n}); size it"
+            quoted = re.search(r"needs (\d+) ", BEYOND_BUDGET[plan.claim])  # the reason's n is the computed one
+            assert quoted is None or int(quoted.group(1)) == n, f"{plan.claim}: says {quoted.group(1)}, needs {n}"
         else:
             assert n is not None and _size(plan.size) >= n, f"{plan.claim}: needs {n}, standard has {_size(plan.size)}"
 
